@@ -1,0 +1,23 @@
+"""``hgpipe inspect``: counts, schema and a PNG montage of a shards directory."""
+import click
+
+from hgpipe.cli.options import user_errors
+from hgpipe.data import inspect as shard_inspect
+
+
+@click.command("inspect")
+@click.argument("shards_dir", type=click.Path(file_okay=False))
+@click.option("--png", "png_path", type=click.Path(dir_okay=False),
+              help="Write a montage of crops with joints and heatmaps here.")
+@click.option("--split", type=click.Choice(["train", "val"]), default="train",
+              show_default=True, help="Which samples to draw.")
+@click.option("--count", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Samples in the montage.")
+@click.option("--verify", is_flag=True, help="Check every shard against its sha256.")
+def inspect_command(shards_dir, png_path, split, count, verify):
+    """Show what `hgpipe prepare` wrote, and what training will see."""
+    with user_errors():
+        click.echo(shard_inspect.report(shards_dir, verify=verify))
+        if png_path:
+            path = shard_inspect.write_montage(shards_dir, png_path, split, count)
+            click.echo("\nmontage: %s" % path)

@@ -1,0 +1,249 @@
+"""The one home of configuration: INI files compatible with the seed's ``config.cfg``.
+
+The seed (wbenbihi/hourglasstensorlfow and its Ascend port) reads ``[DataSetHG]``,
+``[Network]``, ``[Train]``, ``[Validation]`` and ``[Saver]`` with Python-literal values
+(``nStacks: 4``, ``name: 'hg'``, ``remove_joints: None``). hgpipe reads those files as
+they are and adds ``[Prepare]`` and more keys; every key is typed, has a default and a
+one-line meaning here, and an unknown key or a bad value is an error that names it.
+"""
+import ast
+import configparser
+import os
+from collections import OrderedDict
+
+from hgpipe.joints import NUM_JOINTS
+
+
+class ConfigError(ValueError):
+    """A config file or override names an unknown key or holds a bad value."""
+
+
+def _bool(value):
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true/false")
+
+
+def _optional_str(value):
+    return None if value in (None, "", "None") else str(value)
+
+
+def _positive(kind):
+    def convert(value):
+        number = kind(value)
+        if not number > 0:
+            raise ValueError("must be > 0")
+        return number
+    convert.__name__ = "positive " + kind.__name__
+    return convert
+
+
+def _non_negative(kind):
+    def convert(value):
+        number = kind(value)
+        if number < 0:
+            raise ValueError("must be >= 0")
+        return number
+    convert.__name__ = "non-negative " + kind.__name__
+    return convert
+
+
+def _fraction(value):
+    number = float(value)
+    if not 0.0 <= number < 1.0:
+        raise ValueError("must be in [0, 1)")
+    return number
+
+
+def _any(value):
+    return value
+
+
+def _choice(*options):
+    def convert(value):
+        text = str(value).lower()
+        if text not in options:
+            raise ValueError("must be one of %s" % ", ".join(options))
+        return text
+    convert.__name__ = "one of " + "/".join(options)
+    return convert
+
+
+# section -> key -> (converter, default, meaning). Keys are matched case-insensitively,
+# as configparser does; the spelling here is the seed's where the seed has the key.
+SCHEMA = OrderedDict([
+    ("DataSetHG", OrderedDict([
+        ("img_size", (_positive(int), 256, "network input side in pixels")),
+        ("hm_size", (_positive(int), 64, "heatmap side in pixels (img_size / 4)")),
+        ("num_joints", (_positive(int), NUM_JOINTS, "joints per person (MPII: 16)")),
+        ("training_txt_file", (_optional_str, None, "seed: annotation file (dataset.txt)")),
+        ("img_directory", (_optional_str, None, "seed: image folder")),
+        ("remove_joints", (_any, None, "seed: accepted, must be None")),
+        ("joint_list", (_any, None, "seed: joint names, checked against MPII order")),
+    ])),
+    ("Prepare", OrderedDict([
+        ("variants", (_positive(int), 8, "augmented crops per training person")),
+        ("sigma", (_positive(float), 1.0, "Gaussian sigma in heatmap pixels")),
+        ("seed", (int, 0, "augmentation seed (same seed -> identical shards)")),
+        ("rotation", (_non_negative(float), 30.0, "rotation: N(0, r) degrees clamped at 2r")),
+        ("rotation_prob", (_fraction, 0.6, "chance that a variant is rotated at all")),
+        ("scale_factor", (_fraction, 0.25, "scale: 1 + N(0, f) clamped to [1-f, 1+f]")),
+        ("flip", (_bool, True, "mirror half the variants (left/right joints swapped)")),
+        ("color_jitter", (_fraction, 0.2, "per-channel gain uniform in [1-c, 1+c]")),
+        ("first_variant_plain", (_bool, False, "variant 0 of each person unaugmented")),
+        ("shard_size", (_positive(int), 1024, "samples per shard file (about)")),
+        ("heatmap_compression", (_choice("gzip", "none"), "gzip", "heatmaps on disk")),
+        ("image_compression", (_choice("none", "gzip"), "none", "crops on disk")),
+    ])),
+    ("Network", OrderedDict([
+        ("name", (str, "hourglass", "model name, used for checkpoint files")),
+        ("nFeats", (_positive(int), 256, "features inside the hourglass")),
+        ("nStacks", (_positive(int), 4, "stacked hourglasses")),
+        ("nModules", (_positive(int), 1, "residual modules at each resolution")),
+        ("nLow", (_positive(int), 4, "downsamplings in each hourglass")),
+        ("tiny", (_bool, False, "seed's light variant (fewer, cheaper residuals)")),
+        ("dropout_rate", (_fraction, 0.2, "dropout before each stack's heatmap head")),
+        ("mcam", (_bool, False, "seed: multi-context attention, not supported")),
+    ])),
+    ("Train", OrderedDict([
+        ("batch_size", (_positive(int), 4, "samples per step")),
+        ("nEpochs", (_positive(int), 200, "epochs (total steps = nEpochs x epoch_size)")),
+        ("epoch_size", (_positive(int), 1000, "steps per epoch")),
+        ("learning_rate", (_positive(float), 2.5e-4, "initial RMSProp learning rate")),
+        ("learning_rate_decay", (_positive(float), 0.96, "lr factor every decay_step")),
+        ("decay_step", (_positive(int), 2000, "steps between lr decays (staircase)")),
+        ("weighted_loss", (_bool, False, "mask unannotated/out-of-crop joints in the loss")),
+        ("rmsprop_decay", (_fraction, 0.9, "RMSProp moving-average decay")),
+        ("rmsprop_epsilon", (_positive(float), 1e-8, "RMSProp epsilon")),
+        ("device", (_choice("cpu", "gpu", "npu"), "cpu", "cpu, gpu or npu (Ascend)")),
+        ("mixed_precision", (_bool, True, "fp16 on gpu/npu with loss scaling")),
+        ("prefetch_batches", (_positive(int), 8, "batches the feed thread reads ahead")),
+        ("seed", (int, 0, "shuffling / initialisation seed")),
+        ("log_every", (_positive(int), 20, "steps between TensorBoard summaries")),
+    ])),
+    ("Validation", OrderedDict([
+        ("valid_iteration", (_non_negative(int), 10, "seed: val batches per validation")),
+        ("validate_every", (_non_negative(int), 1000, "steps between validations; 0 off")),
+        ("pck_threshold", (_positive(float), 0.5, "PCKh threshold for validation")),
+    ])),
+    ("Saver", OrderedDict([
+        ("log_dir_train", (_optional_str, None, "seed: train summaries (use --logdir)")),
+        ("log_dir_test", (_optional_str, None, "seed: test summaries (use --logdir)")),
+        ("saver_step", (_positive(int), 500, "steps between checkpoints")),
+        ("saver_directory", (_optional_str, None, "seed: checkpoints (use --logdir)")),
+        ("keep_checkpoints", (_positive(int), 5, "checkpoints kept (the oldest go)")),
+    ])),
+])
+
+_SECTION_BY_LOWER = {name.lower(): name for name in SCHEMA}
+
+
+def _canonical_key(section, key):
+    for name in SCHEMA[section]:
+        if name.lower() == key.lower():
+            return name
+    raise KeyError(key)
+
+
+def _literal(text):
+    """Seed files hold Python literals ('hg', None, [..]); plain words are kept as text."""
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError):
+        return text.strip()
+
+
+class Config(object):
+    """Typed values by section: ``cfg["Train"]["batch_size"]`` or ``cfg.get(...)``."""
+
+    def __init__(self, values=None, sources=()):
+        self._values = OrderedDict(
+            (section, OrderedDict((k, spec[1]) for k, spec in keys.items()))
+            for section, keys in SCHEMA.items())
+        self.sources = list(sources)
+        for section, items in (values or {}).items():
+            for key, value in items.items():
+                self.set(section, key, value)
+
+    def __getitem__(self, section):
+        return self._values[_SECTION_BY_LOWER[section.lower()]]
+
+    def get(self, section, key):
+        section = _SECTION_BY_LOWER[section.lower()]
+        return self._values[section][_canonical_key(section, key)]
+
+    def set(self, section, key, value, origin="override"):
+        """Set one value, converting and checking it; errors name the key and origin."""
+        canonical_section = _SECTION_BY_LOWER.get(str(section).lower())
+        if canonical_section is None:
+            raise ConfigError("%s: unknown section [%s] (known: %s)" % (
+                origin, section, ", ".join(SCHEMA)))
+        try:
+            canonical_key = _canonical_key(canonical_section, key)
+        except KeyError:
+            raise ConfigError("%s: unknown key '%s' in [%s] (known: %s)" % (
+                origin, key, canonical_section, ", ".join(SCHEMA[canonical_section])))
+        convert = SCHEMA[canonical_section][canonical_key][0]
+        try:
+            converted = convert(_literal(value) if isinstance(value, str) else value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError("%s: bad value for [%s] %s = %r: %s" % (
+                origin, canonical_section, canonical_key, value, exc))
+        self._values[canonical_section][canonical_key] = converted
+        _check_consistency(self, origin)
+
+    def as_dict(self):
+        return OrderedDict((s, OrderedDict(v)) for s, v in self._values.items())
+
+    def to_ini(self):
+        """The full configuration as INI text (every key, defaults included)."""
+        lines = []
+        for section, items in self._values.items():
+            lines.append("[%s]" % section)
+            for key, value in items.items():
+                lines.append("%s = %r" % (key, value) if isinstance(value, str)
+                             else "%s = %s" % (key, value))
+            lines.append("")
+        return "\n".join(lines)
+
+
+def _check_consistency(cfg, origin):
+    data = cfg._values["DataSetHG"]
+    if data["num_joints"] != NUM_JOINTS:
+        raise ConfigError("%s: num_joints must be %d (MPII), got %d" % (
+            origin, NUM_JOINTS, data["num_joints"]))
+    if data["remove_joints"] not in (None, [], ()):
+        raise ConfigError("%s: remove_joints is not supported (MPII uses all 16)" % origin)
+    if cfg._values["Network"]["mcam"]:
+        raise ConfigError("%s: mcam (multi-context attention) is not supported" % origin)
+
+
+def load_config(path=None, overrides=()):
+    """Read an INI file (seed format accepted) and apply ``Section.key=value`` overrides."""
+    cfg = Config(sources=[path] if path else [])
+    if path is not None:
+        if not os.path.isfile(path):
+            raise ConfigError("%s: config file not found" % path)
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.optionxform = str
+        try:
+            with open(path) as handle:
+                parser.read_file(handle)
+        except configparser.Error as exc:
+            raise ConfigError("%s: not a valid INI file: %s" % (
+                path, str(exc).splitlines()[0]))
+        for section in parser.sections():
+            for key, value in parser.items(section):
+                cfg.set(section, key, value, origin=path)
+    for item in overrides:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ConfigError("override %r: expected Section.key=value" % (item,))
+        name, value = item.split("=", 1)
+        section, key = name.split(".", 1)
+        cfg.set(section.strip(), key.strip(), value, origin="override %s" % name.strip())
+    return cfg

@@ -1,0 +1,68 @@
+"""``hgpipe inspect``: what is in a shards directory, and a picture of what training sees."""
+import os
+
+import h5py
+import numpy as np
+
+from hgpipe import draw
+from hgpipe.data import schema, shards
+from hgpipe.data.transforms import heatmap_to_crop
+
+
+def report(shards_dir, verify=False):
+    """Text summary of a shards directory (counts, bytes, skipped, schema)."""
+    manifest = shards.load_manifest(shards_dir)
+    size, hm = manifest["input_size"], manifest["heatmap_size"]
+    lines = ["shards: %s (schema v%d, written by hgpipe %s)" % (
+        shards_dir, manifest["schema_version"], manifest["hgpipe_version"])]
+    for split in schema.SPLITS:
+        entries = [e for e in manifest["shards"] if e["split"] == split]
+        count = sum(e["count"] for e in entries)
+        total = sum(e["bytes"] for e in entries)
+        per = total / float(count) if count else 0.0
+        lines.append("  %-5s %7d samples in %3d shards, %8.1f MB, %7.1f KB/sample" % (
+            split, count, len(entries), total / 1e6, per / 1e3))
+    prep = manifest["config"]["Prepare"]
+    lines.append("  input %d px, heatmaps %d px, sigma %.2f, %d variants/person, seed %d" % (
+        size, hm, prep["sigma"], prep["variants"], prep["seed"]))
+    lines.append("  skipped persons: %d" % manifest["skipped_count"])
+    for reason, n in sorted(manifest["skipped_by_reason"].items(), key=lambda x: -x[1]):
+        lines.append("    %6d  %s" % (n, reason))
+    if verify:
+        bad = shards.verify_checksums(shards_dir, manifest)
+        lines.append("  checksums: %s" % ("all %d intact" % len(manifest["shards"])
+                                          if not bad else "MISMATCH in " + ", ".join(bad)))
+    lines.append("")
+    lines.append(schema.describe(size, hm))
+    return "\n".join(lines)
+
+
+def sample_tiles(shards_dir, split="train", count=8, seed=0):
+    """Pairs of tiles per sample: crop + joints, crop + heatmap overlay."""
+    manifest = shards.load_manifest(shards_dir)
+    paths = shards.shard_paths(shards_dir, split, manifest)
+    if not paths:
+        raise shards.ShardError("%s: no %s samples" % (shards_dir, split))
+    size, hm = manifest["input_size"], manifest["heatmap_size"]
+    rng = np.random.RandomState(seed)
+    tiles = []
+    with h5py.File(paths[rng.randint(len(paths))], "r") as shard:
+        n = shard["images"].shape[0]
+        for i in sorted(rng.choice(n, size=min(count, n), replace=False)):
+            image = shard["images"][i]
+            weights = shard["weights"][i]
+            joints = heatmap_to_crop(shard["joints"][i], size, hm)
+            heat = shard["heatmaps"][i].astype(np.float32) / manifest["heatmap_scale"]
+            label = "%s p%d%s r%+.0f s%.2f" % (
+                shard["image_name"][i].decode("utf-8")[:13], shard["person_index"][i],
+                " flip" if shard["flipped"][i] else "", shard["rotation"][i],
+                shard["scale"][i])
+            tiles.append(draw.put_label(draw.draw_skeleton(image, joints, weights > 0), label))
+            tiles.append(draw.heatmap_overlay(image, heat))
+    return tiles
+
+
+def write_montage(shards_dir, out_png, split="train", count=8, seed=0):
+    tiles = sample_tiles(shards_dir, split, count, seed)
+    draw.write_png(out_png, draw.montage(tiles, columns=4))
+    return os.path.abspath(out_png)

@@ -1,0 +1,180 @@
+"""Geometry of a training sample: the hourglass crop, augmentation and heatmaps.
+
+Frames (see :mod:`hgpipe.data.schema`): *image* = 1-based MPII pixels, *crop* = 0-based
+pixels of the network input, *heatmap* = 0-based pixels of the output. Everything is an
+explicit 2x3 affine so a crop can always be mapped back to the original image exactly;
+the flip is folded into the same affine, so one ``cv2.warpAffine`` makes the whole crop.
+"""
+import zlib
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+from hgpipe.joints import FLIP_PERMUTATION, NUM_JOINTS
+
+# The hourglass papers' crop: centre moved down 15*s, box 200*s enlarged by 1.25.
+CENTER_SHIFT_Y = 15.0
+SCALE_ENLARGE = 1.25
+BOX_PIXELS = 200.0
+
+
+class Augmentation(NamedTuple):
+    rotation: float = 0.0   # degrees, counter-clockwise as the crop is displayed
+    scale: float = 1.0      # >1 zooms out (a bigger box of the image in the same crop)
+    flip: bool = False      # mirror horizontally and swap left/right joints
+    gains: tuple = (1.0, 1.0, 1.0)  # per-channel colour gain (R, G, B)
+
+
+PLAIN = Augmentation()
+
+
+def hourglass_box(center, scale):
+    """Raw MPII objpos/scale -> the crop centre and scale the hourglass papers use."""
+    center = np.asarray(center, dtype=np.float64)
+    return np.array([center[0], center[1] + CENTER_SHIFT_Y * scale]), scale * SCALE_ENLARGE
+
+
+def image_to_crop_affine(center, scale, input_size, aug=PLAIN):
+    """2x3 affine from image coordinates (1-based) to crop pixels (0-based).
+
+    ``center``/``scale`` are already the hourglass box (see :func:`hourglass_box`).
+    The box of side ``200 * scale * aug.scale`` image pixels around ``center`` fills the
+    crop; rotation is about the crop centre; the flip mirrors the crop horizontally.
+    """
+    zoom = input_size / (BOX_PIXELS * scale * aug.scale)
+    mid = (input_size - 1) / 2.0
+    theta = np.deg2rad(aug.rotation)
+    cos, sin = np.cos(theta) * zoom, np.sin(theta) * zoom
+    # y points down, so a counter-clockwise rotation on screen is this matrix.
+    linear = np.array([[cos, sin], [-sin, cos]])
+    if aug.flip:
+        linear[0] *= -1.0
+    center0 = np.asarray(center, dtype=np.float64) - 1.0  # 1-based -> 0-based
+    offset = np.array([mid, mid]) - linear.dot(center0)
+    # image 1-based p: crop = linear @ (p - 1 - c0) + mid
+    offset -= linear.dot(np.ones(2))
+    return np.hstack([linear, offset[:, None]])
+
+
+def invert_affine(affine):
+    """Inverse of a 2x3 affine, as a 2x3 affine."""
+    full = np.vstack([affine, [0.0, 0.0, 1.0]])
+    return np.linalg.inv(full)[:2]
+
+
+def apply_affine(affine, points):
+    """Map (..., 2) points through a 2x3 affine."""
+    points = np.asarray(points, dtype=np.float64)
+    return points.dot(affine[:, :2].T) + affine[:, 2]
+
+
+def crop_to_heatmap(points, input_size, heatmap_size):
+    """Crop pixels -> heatmap pixels (pixel centres aligned)."""
+    stride = float(input_size) / heatmap_size
+    return (np.asarray(points, dtype=np.float64) - (stride - 1.0) / 2.0) / stride
+
+
+def heatmap_to_crop(points, input_size, heatmap_size):
+    """Heatmap pixels -> crop pixels; the inverse of :func:`crop_to_heatmap`."""
+    stride = float(input_size) / heatmap_size
+    return np.asarray(points, dtype=np.float64) * stride + (stride - 1.0) / 2.0
+
+
+def warp_crop(image_bgr, affine_0based, input_size):
+    """Crop + rotate + scale + flip in one bilinear warp; black outside the image."""
+    return cv2.warpAffine(image_bgr, affine_0based, (input_size, input_size),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=(0, 0, 0))
+
+
+def render_heatmaps(joints, weights, heatmap_size, sigma):
+    """Float Gaussians of height 1 at float joint positions, (H, W, J) float32.
+
+    Computed separably (an outer product per joint) from the exact float coordinates;
+    joints with weight 0 get an all-zero map.
+    """
+    grid = np.arange(heatmap_size, dtype=np.float64)
+    gx = np.exp(-(grid[None, :] - joints[:, 0:1]) ** 2 / (2.0 * sigma ** 2))  # (J, W)
+    gy = np.exp(-(grid[None, :] - joints[:, 1:2]) ** 2 / (2.0 * sigma ** 2))  # (J, H)
+    gy = gy * (np.asarray(weights) > 0)[:, None]
+    return np.einsum("jh,jw->hwj", gy, gx).astype(np.float32)
+
+
+def quantize_heatmaps(heatmaps, scale):
+    """Float heatmaps in [0, 1] -> stored uint8 (value * scale, rounded)."""
+    return np.clip(np.rint(heatmaps * scale), 0, 255).astype(np.uint8)
+
+
+def sample_augmentation(rng, cfg_prepare):
+    """Draw one augmentation in the ranges of Newell's Torch training code.
+
+    scale = 1 + N(0, f) clamped to [1-f, 1+f]; rotation = N(0, r) clamped to [-2r, 2r],
+    applied with probability ``rotation_prob`` (Torch: 0.6); flip with probability 0.5;
+    colour: each channel multiplied by U(1-c, 1+c).
+    """
+    f = cfg_prepare["scale_factor"]
+    r = cfg_prepare["rotation"]
+    c = cfg_prepare["color_jitter"]
+    scale = float(np.clip(1.0 + rng.randn() * f, 1.0 - f, 1.0 + f))
+    rotation = float(np.clip(rng.randn() * r, -2.0 * r, 2.0 * r))
+    if rng.uniform() >= cfg_prepare["rotation_prob"]:
+        rotation = 0.0
+    flip = bool(cfg_prepare["flip"]) and rng.uniform() < 0.5
+    gains = tuple(float(g) for g in rng.uniform(1.0 - c, 1.0 + c, size=3))
+    return Augmentation(rotation, scale, flip, gains)
+
+
+def person_rng(seed, image_name, person_index, ordinal):
+    """A RandomState fixed by (seed, person): the same draws whatever worker runs it."""
+    key = "%d|%s|%d|%d" % (seed, image_name, person_index, ordinal)
+    return np.random.RandomState(zlib.crc32(key.encode("utf-8")) & 0xFFFFFFFF)
+
+
+def apply_gains(crop_rgb, gains):
+    """Per-channel colour gain with saturation, through one lookup table per channel."""
+    if all(g == 1.0 for g in gains):
+        return crop_rgb
+    ramp = np.arange(256, dtype=np.float64)
+    table = np.stack([np.clip(np.rint(ramp * g), 0, 255) for g in gains], axis=1)
+    return cv2.LUT(crop_rgb, table.astype(np.uint8).reshape(256, 1, 3))
+
+
+def make_sample(image_bgr, record, aug, input_size, heatmap_size, sigma):
+    """One training/validation sample from a decoded image and a person record.
+
+    Returns a dict with the per-sample arrays of the shard schema (image, heatmaps as
+    float, joints in heatmap pixels, weights, crop_to_image, center, scale, ...).
+    """
+    center, scale = hourglass_box(record.center, record.scale)
+    to_crop = image_to_crop_affine(center, scale, input_size, aug)
+    # cv2 works in 0-based pixels: fold the 1-based shift into the matrix.
+    to_crop_0 = to_crop.copy()
+    to_crop_0[:, 2] += to_crop[:, :2].sum(axis=1)
+    crop = warp_crop(image_bgr, to_crop_0, input_size)
+    crop = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
+    crop = apply_gains(crop, aug.gains)
+
+    joints_crop = apply_affine(to_crop, record.joints)
+    annotated = record.annotated.copy()
+    if aug.flip:  # crop joint k is the original joint FLIP_PERMUTATION[k]
+        joints_crop = joints_crop[list(FLIP_PERMUTATION)]
+        annotated = annotated[list(FLIP_PERMUTATION)]
+    joints_hm = crop_to_heatmap(joints_crop, input_size, heatmap_size)
+    inside = np.all((joints_hm >= -0.5) & (joints_hm < heatmap_size - 0.5), axis=1)
+    weights = (annotated & inside).astype(np.float32)
+    heatmaps = render_heatmaps(joints_hm, weights, heatmap_size, sigma)
+    return {
+        "images": crop,
+        "heatmaps": heatmaps,
+        "joints": joints_hm.astype(np.float32),
+        "weights": weights,
+        "crop_to_image": invert_affine(to_crop),
+        "center": center.astype(np.float32),
+        "scale": np.float32(scale * aug.scale),
+        "rotation": np.float32(aug.rotation),
+        "flipped": np.uint8(aug.flip),
+    }
+
+
+assert len(FLIP_PERMUTATION) == NUM_JOINTS

@@ -1,0 +1,89 @@
+"""Drawing people and heatmaps for eyes: skeletons, heatmap overlays, montages, PNGs.
+
+Used by ``hgpipe inspect`` (what training will see), ``hgpipe predict`` and the
+TensorBoard image summaries; it depends on nothing but the joint order.
+"""
+import os
+import tempfile
+
+import cv2
+import numpy as np
+
+from hgpipe.joints import NUM_JOINTS, SKELETON
+
+# Right side warm, left side cool, centre line green (RGB).
+_RIGHT = {0, 1, 2, 10, 11, 12}
+_LEFT = {3, 4, 5, 13, 14, 15}
+
+
+def joint_color(joint):
+    if joint in _RIGHT:
+        return (255, 80, 40)
+    if joint in _LEFT:
+        return (40, 140, 255)
+    return (60, 220, 60)
+
+
+def draw_skeleton(image_rgb, joints, mask=None, radius=3, thickness=2):
+    """Copy of ``image_rgb`` with limbs and joints drawn; joints in 0-based pixels."""
+    canvas = np.ascontiguousarray(image_rgb).copy()
+    mask = np.ones(NUM_JOINTS, bool) if mask is None else np.asarray(mask, bool)
+    scale = 16  # sub-pixel drawing: cv2 takes fixed-point coordinates with `shift`
+    points = np.rint(np.asarray(joints, np.float64) * scale).astype(np.int64)
+    for a, b in SKELETON:
+        if mask[a] and mask[b]:
+            cv2.line(canvas, tuple(int(v) for v in points[a]), tuple(int(v) for v in points[b]),
+                     joint_color(a if a not in (6, 7, 8, 9) else b), thickness,
+                     cv2.LINE_AA, shift=4)
+    for j in range(NUM_JOINTS):
+        if mask[j]:
+            cv2.circle(canvas, tuple(int(v) for v in points[j]), radius * scale,
+                       joint_color(j), -1, cv2.LINE_AA, shift=4)
+    return canvas
+
+
+def heatmap_overlay(image_rgb, heatmaps, alpha=0.6):
+    """The max over joints of float heatmaps (H, W, J) in [0, 1], colour-mapped over the
+    image (resized to the image)."""
+    peak = np.clip(np.max(heatmaps, axis=-1), 0.0, 1.0)
+    peak = cv2.resize(peak.astype(np.float32), (image_rgb.shape[1], image_rgb.shape[0]),
+                      interpolation=cv2.INTER_LINEAR)
+    colored = cv2.applyColorMap((peak * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+    weight = (alpha * peak)[..., None]
+    return (image_rgb * (1.0 - weight) + colored * weight).astype(np.uint8)
+
+
+def put_label(image_rgb, text, origin=(4, 14), scale=0.4):
+    canvas = image_rgb.copy()
+    cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
+                cv2.LINE_AA)
+    return canvas
+
+
+def montage(tiles, columns, pad=4, background=32):
+    """Tiles of equal size in a grid."""
+    if not tiles:
+        raise ValueError("nothing to draw")
+    h, w = tiles[0].shape[:2]
+    rows = (len(tiles) + columns - 1) // columns
+    sheet = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, 3), background, np.uint8)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, columns)
+        y, x = pad + r * (h + pad), pad + c * (w + pad)
+        sheet[y:y + h, x:x + w] = tile
+    return sheet
+
+
+def write_png(path, image_rgb):
+    """Write an RGB image as PNG atomically (temporary file, then rename)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        os.makedirs(directory)
+    ok, data = cv2.imencode(".png", np.ascontiguousarray(image_rgb[..., ::-1]))
+    if not ok:
+        raise ValueError("%s: could not encode PNG" % path)
+    handle, tmp = tempfile.mkstemp(prefix=".png.", suffix=".tmp", dir=directory)
+    with os.fdopen(handle, "wb") as out:
+        out.write(data.tobytes())
+    os.replace(tmp, path)

@@ -1,0 +1,112 @@
+"""Crop geometry, augmentation and heatmaps on synthetic images with known answers."""
+import numpy as np
+import pytest
+
+from hgpipe.config import load_config
+from hgpipe.data.records import make_record
+from hgpipe.data.transforms import (PLAIN, Augmentation, apply_affine, apply_gains,
+                                    crop_to_heatmap, heatmap_to_crop, hourglass_box,
+                                    make_sample, person_rng, render_heatmaps,
+                                    sample_augmentation)
+from hgpipe.joints import FLIP_PERMUTATION
+
+
+def _dot_image(point_1based, shape=(300, 400)):
+    image = np.zeros(shape + (3,), np.uint8)
+    image[point_1based[1] - 1, point_1based[0] - 1] = (10, 200, 255)  # BGR
+    return image
+
+
+def _centroid(channel):
+    yy, xx = np.mgrid[:channel.shape[0], :channel.shape[1]]
+    w = channel.astype(np.float64) / channel.sum()
+    return np.array([(w * xx).sum(), (w * yy).sum()])
+
+
+@pytest.mark.parametrize("aug", [PLAIN, Augmentation(25.0, 0.8, False),
+                                 Augmentation(-40.0, 1.2, True)])
+def test_joint_lands_where_its_pixel_lands(aug):
+    point = (231, 160)
+    record = make_record("x.jpg", np.tile(point, (16, 1)), np.ones(16, bool),
+                         center=(210, 150), scale=0.6)
+    sample = make_sample(_dot_image(point), record, aug, 256, 64, 1.0)
+    crop_joint = heatmap_to_crop(sample["joints"][0].astype(np.float64), 256, 64)
+    # the dot was blurred by bilinear warping: its intensity centroid is where it went
+    assert np.allclose(_centroid(sample["images"][..., 0]), crop_joint, atol=0.1)
+    # BGR -> RGB: the red channel (255) is last in BGR, first in RGB
+    assert sample["images"][..., 0].max() > sample["images"][..., 2].max()
+
+
+def test_crop_to_image_inverts_exactly_and_flip_swaps_joints():
+    rng = np.random.RandomState(3)
+    joints = rng.uniform(80, 300, size=(16, 2))
+    record = make_record("x.jpg", joints, np.ones(16, bool), center=(190, 190), scale=1.6)
+    image = rng.randint(0, 255, size=(400, 400, 3)).astype(np.uint8)
+    aug = Augmentation(17.0, 1.1, True)
+    sample = make_sample(image, record, aug, 256, 64, 1.0)
+    back = apply_affine(sample["crop_to_image"],
+                        heatmap_to_crop(sample["joints"].astype(np.float64), 256, 64))
+    expected = joints[list(FLIP_PERMUTATION)]
+    inside = sample["weights"] > 0
+    assert inside.sum() >= 12
+    assert np.abs(back - expected)[inside].max() < 0.01
+
+
+def test_hourglass_box_applies_the_paper_convention_once():
+    center, scale = hourglass_box((100.0, 200.0), 2.0)
+    assert np.allclose(center, (100.0, 230.0)) and scale == pytest.approx(2.5)
+
+
+def test_heatmaps_peak_at_float_joint_and_zero_without_weight():
+    joints = np.array([[10.3, 20.7]] * 16)
+    weights = np.ones(16)
+    weights[5] = 0
+    maps = render_heatmaps(joints, weights, 64, 1.0)
+    assert maps.shape == (64, 64, 16)
+    assert not maps[..., 5].any()
+    y, x = np.unravel_index(np.argmax(maps[..., 0]), (64, 64))
+    assert (x, y) == (10, 21)
+    # exact value of an unnormalised Gaussian at a grid point
+    assert maps[21, 10, 0] == pytest.approx(np.exp(-(0.3 ** 2 + 0.3 ** 2) / 2), rel=1e-6)
+
+
+def test_out_of_crop_joint_gets_weight_zero():
+    joints = np.tile([[150.0, 150.0]], (16, 1))
+    joints[3] = (1000.0, 150.0)   # far right of the crop
+    annotated = np.ones(16, bool)
+    annotated[7] = False
+    record = make_record("x.jpg", joints, annotated, center=(150, 150), scale=1.0)
+    sample = make_sample(np.zeros((300, 300, 3), np.uint8), record, PLAIN, 256, 64, 1.0)
+    assert sample["weights"][3] == 0 and sample["weights"][7] == 0
+    assert sample["weights"].sum() == 14
+    assert not sample["heatmaps"][..., 3].any()
+
+
+def test_coordinate_frames_round_trip():
+    points = np.random.RandomState(0).uniform(-5, 70, size=(10, 2))
+    assert np.allclose(crop_to_heatmap(heatmap_to_crop(points, 256, 64), 256, 64), points)
+    # the centre of heatmap pixel 0 is the centre of crop pixels 0..3
+    assert np.allclose(heatmap_to_crop([[0.0, 0.0]], 256, 64), 1.5)
+
+
+def test_augmentation_ranges_and_determinism():
+    prep = load_config()["Prepare"]
+    draws = [sample_augmentation(person_rng(0, "a.jpg", i, v), prep)
+             for i in range(50) for v in range(8)]
+    rotations = np.array([d.rotation for d in draws])
+    scales = np.array([d.scale for d in draws])
+    assert np.all(np.abs(rotations) <= 60) and np.all((scales >= 0.75) & (scales <= 1.25))
+    assert 0.25 < np.mean(rotations == 0) < 0.55          # rotated with probability 0.6
+    assert 0.35 < np.mean([d.flip for d in draws]) < 0.65
+    gains = np.array([d.gains for d in draws])
+    assert gains.min() >= 0.8 and gains.max() <= 1.2
+    again = sample_augmentation(person_rng(0, "a.jpg", 3, 2), prep)
+    assert again == draws[3 * 8 + 2]
+    assert sample_augmentation(person_rng(1, "a.jpg", 3, 2), prep) != again
+
+
+def test_gains_saturate_per_channel():
+    crop = np.full((4, 4, 3), 200, np.uint8)
+    out = apply_gains(crop, (1.2, 1.0, 0.5))
+    assert out[0, 0].tolist() == [240, 200, 100]
+    assert apply_gains(np.full((2, 2, 3), 250, np.uint8), (1.2, 1, 1))[0, 0, 0] == 255
