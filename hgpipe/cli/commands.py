@@ -1,7 +1,8 @@
 """Registers every command module with the group (one import per command)."""
 from hgpipe.cli import main
 from hgpipe.cli.inspect_cmd import inspect_command
+from hgpipe.cli.pck_cmd import pck_command
 from hgpipe.cli.prepare_cmd import prepare_command
 
-for _command in (prepare_command, inspect_command):
+for _command in (prepare_command, inspect_command, pck_command):
     main.add_command(_command)
