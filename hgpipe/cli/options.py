@@ -34,7 +34,7 @@ def user_errors():
     """
     try:
         yield
-    except (ValueError, OSError, IOError, KeyError) as exc:
+    except (ValueError, OSError, IOError, KeyError, ImportError) as exc:
         if os.environ.get("HGPIPE_DEBUG"):
             raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)

@@ -1,0 +1,105 @@
+"""Annotation readers: every supported MPII annotation format -> a list of PersonRecord.
+
+All readers give identical records for the same person (MPII 1-based pixels, raw objpos
+and scale, Tompson validation split marked from :mod:`hgpipe.data.split`), so nothing
+downstream knows which format a user had. :func:`read_annotations` picks the reader from
+the file; :func:`find_annotation_file` finds a known file inside a dataset folder.
+"""
+import os
+
+from hgpipe.data.readers.common import AnnotationError, check_split, select_split
+from hgpipe.data.readers.dataset_txt import read_dataset_txt, write_dataset_txt
+from hgpipe.data.readers.hrnet_json import read_hrnet_json, records_from_items
+from hgpipe.data.readers.mat_release import (parse_annorect, read_release_mat,
+                                             read_val_detections_mat, v73_error)
+from hgpipe.data.readers.mpii_json import load_json, read_mpii_json, records_from_entries
+from hgpipe.data.readers.validate import summarize_skipped, validate_records
+
+__all__ = [
+    "AnnotationError", "find_annotation_file", "parse_annorect", "read_annotations",
+    "read_dataset_txt", "read_hrnet_json", "read_mpii_json", "read_release_mat",
+    "read_val_detections_mat", "summarize_skipped", "validate_records", "write_dataset_txt",
+]
+
+# Looked for in this order by find_annotation_file: the official file first (it alone
+# has head boxes for every person and unknown visibility), then the JSON conversion.
+KNOWN_ANNOTATION_FILES = (
+    "mpii_human_pose_v1_u12_1.mat",
+    os.path.join("mpii_human_pose_v1_u12_2", "mpii_human_pose_v1_u12_1.mat"),
+    os.path.join("annotations", "mpii_human_pose_v1_u12_1.mat"),
+    "mpii_annotations.json",
+    "mpii_annotations.json.gz",
+    os.path.join("annotations", "mpii_annotations.json"),
+    os.path.join("annotations", "mpii_annotations.json.gz"),
+    os.path.join("annot", "mpii_annotations.json"),
+    os.path.join("annot", "mpii_annotations.json.gz"),
+    "dataset.txt",
+    os.path.join("annotations", "dataset.txt"),
+)
+
+
+def find_annotation_file(mpii_dir):
+    """Path of the first known annotation file inside ``mpii_dir``, or a clear error."""
+    if not os.path.isdir(mpii_dir):
+        raise AnnotationError("dataset folder %s does not exist" % (mpii_dir,))
+    for name in KNOWN_ANNOTATION_FILES:
+        path = os.path.join(mpii_dir, name)
+        if os.path.isfile(path):
+            return path
+    raise AnnotationError(
+        "no annotation file found in %s; looked for: %s. Pass another file explicitly "
+        "(e.g. an mmpose/HRNet train.json or valid.json)"
+        % (mpii_dir, ", ".join(KNOWN_ANNOTATION_FILES)))
+
+
+def _read_mat(path):
+    import scipy.io
+    try:
+        names = [entry[0] for entry in scipy.io.whosmat(path)]
+    except NotImplementedError:
+        raise v73_error(path)
+    except (OSError, ValueError, TypeError) as exc:
+        raise AnnotationError("%s is not a readable MATLAB .mat file (%s)" % (path, exc))
+    if "RELEASE" in names:
+        return read_release_mat(path)
+    if "annolist" in names and "RELEASE_img_index" in names:
+        return read_val_detections_mat(path)
+    raise AnnotationError("%s holds %s: neither the official RELEASE struct nor a val "
+                          "detections.mat" % (path, ", ".join(names) or "no variables"))
+
+
+def _read_json(path):
+    items = load_json(path)
+    first = items[0] if isinstance(items, list) and items else None
+    if isinstance(first, dict) and "joint_self" in first:
+        return records_from_entries(items, path)
+    if isinstance(first, dict) and "image" in first and "center" in first:
+        return records_from_items(items, path)
+    raise AnnotationError("%s is not a known JSON annotation format (expected a list of "
+                          "objects with joint_self, or with image/center/joints)" % (path,))
+
+
+def read_annotations(path, split=None):
+    """Read any supported annotation file; ``split`` None (all), 'train' or 'val'.
+
+    Formats: official ``.mat`` (RELEASE) or val ``detections.mat``; the MPII JSON
+    conversion or an mmpose/HRNet list (``.json`` / ``.json.gz``); ``dataset.txt``.
+    """
+    check_split(split)
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise AnnotationError("%s is a folder; give an annotation file (or use "
+                              "find_annotation_file)" % (path,))
+    if not os.path.isfile(path):
+        raise AnnotationError("annotation file %s does not exist" % (path,))
+    lower = path.lower()
+    if lower.endswith(".mat"):
+        records = _read_mat(path)
+    elif lower.endswith(".json") or lower.endswith(".json.gz"):
+        records = _read_json(path)
+    elif lower.endswith(".txt"):
+        records = read_dataset_txt(path)
+    else:
+        raise AnnotationError("%s: unknown annotation format (expected .mat, .json, "
+                              ".json.gz or .txt)" % (path,))
+    return select_split(records, split)

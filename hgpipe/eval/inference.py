@@ -1,0 +1,61 @@
+"""Running a model over crops: batching with a fixed shape, flip-test, back to image pixels.
+
+The model is any ``run(images_uint8_batch) -> final heatmaps`` callable, so the trainer's
+periodic validation (inside its own Session) and ``hgpipe pck --checkpoint`` share this
+code. Batches keep one static shape (the last one padded), because accelerators such as
+the Ascend NPU compile a graph per input shape.
+"""
+import h5py
+import numpy as np
+
+from hgpipe.data import shards
+from hgpipe.eval.decode import flip_back, heatmaps_to_image_coords
+
+
+def run_batched(run, images, batch_size):
+    """Apply ``run`` to ``images`` in batches of exactly ``batch_size`` (last one padded)."""
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start:start + batch_size]
+        real = len(batch)
+        if real < batch_size:
+            pad = np.repeat(batch[-1:], batch_size - real, axis=0)
+            batch = np.concatenate([batch, pad], axis=0)
+        outputs.append(np.asarray(run(batch))[:real])
+    return np.concatenate(outputs, axis=0)
+
+
+def predict_heatmaps(run, images, batch_size, flip=False):
+    """Final-stack heatmaps for uint8 crops; with ``flip`` averaged with the mirrored
+    input's heatmaps mapped back (left/right swapped)."""
+    heatmaps = run_batched(run, images, batch_size)
+    if flip:
+        mirrored = np.ascontiguousarray(images[:, :, ::-1])
+        heatmaps = 0.5 * (heatmaps + flip_back(run_batched(run, mirrored, batch_size)))
+    return heatmaps
+
+
+def read_val_inputs(shards_dir, limit=None):
+    """(images uint8, crop_to_image affines) of the val shards, in manifest order."""
+    images, affines = [], []
+    remaining = limit
+    for path in shards.shard_paths(shards_dir, "val"):
+        with h5py.File(path, "r") as shard:
+            n = shard["images"].shape[0] if remaining is None else min(
+                remaining, shard["images"].shape[0])
+            images.append(shard["images"][:n])
+            affines.append(shard["crop_to_image"][:n])
+        if remaining is not None:
+            remaining -= n
+            if remaining <= 0:
+                break
+    if not images:
+        raise shards.ShardError("%s: no validation samples" % shards_dir)
+    return np.concatenate(images), np.concatenate(affines)
+
+
+def predict_image_coords(run, images, affines, batch_size, flip=False):
+    """Joint positions in original image pixels (1-based) and their confidences."""
+    heatmaps = predict_heatmaps(run, images, batch_size, flip)
+    return heatmaps_to_image_coords(heatmaps, affines, images.shape[1])
+
