@@ -51,6 +51,8 @@ def make_synthetic_mpii(root, n_images=6, persons_per_image=(1, 2), seed=0, size
                 "isValidation": float(i % 3 == 2), "annolist_index": float(900000 + i),
                 "people_index": float(p + 1), "numOtherPeople": 0.0,
                 "joint_others": [], "objpos_other": [], "scale_provided_other": [],
+                "head_box": [float(center[0] - 12), float(center[1] - 40),
+                             float(center[0] + 12), float(center[1] - 10)],
             })
     annotations = os.path.join(root, "annotations")
     os.makedirs(annotations)

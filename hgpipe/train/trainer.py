@@ -23,7 +23,7 @@ from hgpipe.data.transforms import heatmap_to_crop
 from hgpipe.eval.decode import decode_heatmaps
 from hgpipe.eval.inference import predict_image_coords, read_val_inputs, run_batched
 from hgpipe.eval.pckh import score_pckh
-from hgpipe.eval.pred_files import read_ground_truth
+from hgpipe.eval.pred_files import EvalFileError, read_ground_truth
 from hgpipe.tf_compat import import_tf
 from hgpipe.train.devices import check_device, session_config
 from hgpipe.train.feeder import Prefetcher, ShardBatches
@@ -155,8 +155,12 @@ class Trainer(object):
         if val["validate_every"] == 0 or self.manifest["counts"].get("val", 0) == 0:
             return None
         limit = val["valid_iteration"] * self.batch_size or None
+        try:
+            gt = read_ground_truth(self.data_dir)
+        except EvalFileError as exc:
+            self.echo("validation off: %s" % exc)
+            return None
         images, affines = read_val_inputs(self.data_dir, limit)
-        gt = read_ground_truth(self.data_dir)
         n = len(images)
         gt = gt._replace(joints=gt.joints[:n], annotated=gt.annotated[:n],
                          normalizer=gt.normalizer[:n],

@@ -8,12 +8,14 @@ theirs from the split) and unknown visibility (MPII's empty ``is_visible`` becam
 """
 import gzip
 import json
+import os
 
 import numpy as np
 
 from hgpipe.data.readers.common import (AnnotationError, as_float, check_split,
                                         mark_by_key, select_split, source_name)
 from hgpipe.data import split as val_split
+from hgpipe.data.readers.head_boxes import HEAD_BOXES_FILE, read_head_boxes
 from hgpipe.data.records import make_record
 from hgpipe.joints import NUM_JOINTS
 
@@ -107,13 +109,19 @@ def records_from_entries(entries, path):
     For the MPII conversion the split comes from the Tompson list (and must agree with
     the file's ``isValidation``). A file in the same format whose persons are not MPII's
     (the demo data, a user's own set) keeps its own ``isValidation`` and may give head
-    boxes in an extra per-person key ``head_box`` [x1, y1, x2, y2].
+    boxes in an extra per-person key ``head_box`` [x1, y1, x2, y2] or in a
+    ``head_boxes.json`` beside the file (see :mod:`hgpipe.data.readers.head_boxes`).
     """
     if not isinstance(entries, list):
         raise AnnotationError("%s: expected a list of person objects" % (path,))
     base = source_name(path)
     parsed = [parse_entry(entry, "%s:%d" % (base, k)) for k, entry in enumerate(entries)]
     official = _is_official_mpii(parsed)
+    sibling_boxes = {}
+    if not official and isinstance(path, str):
+        boxes_path = os.path.join(os.path.dirname(path), HEAD_BOXES_FILE)
+        if os.path.isfile(boxes_path):
+            sibling_boxes = read_head_boxes(boxes_path)
     records = []
     disagreements = []
     for k, (entry, record) in enumerate(zip(entries, parsed)):
@@ -126,7 +134,9 @@ def records_from_entries(entries, path):
                 disagreements.append(record)
         else:
             head_box = entry.get("head_box")
-            if head_box is not None:
+            if head_box is None:
+                head_box = sibling_boxes.get((record.annolist_index, record.person_index))
+            else:
                 head_box = np.asarray([as_float(v, "head_box", where) for v in head_box])
                 if head_box.shape != (4,):
                     raise AnnotationError("%s: head_box must be [x1, y1, x2, y2]" % where)

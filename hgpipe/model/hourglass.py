@@ -1,0 +1,244 @@
+"""Stacked Hourglass network (Newell, Yang, Deng 2016) as a tf.compat.v1 graph.
+
+Design follows Newell's Torch ``hg.lua`` and its PyTorch port bearpaw/pytorch-pose
+(``HourglassNet`` with ``Bottleneck``), so parameter counts match that family:
+
+* stem: 7x7/2 conv(64) + BN + ReLU -> residual(128) -> 2x2 max pool -> residual(128)
+  -> residual(n_feats): the image is now at 1/4 resolution (heatmap resolution);
+* hourglass of ``n_low`` levels: at each level an upper branch of ``n_modules`` residuals
+  and a lower branch pool -> ``n_modules`` residuals -> (inner hourglass, or
+  ``n_modules`` residuals at the bottom) -> ``n_modules`` residuals -> nearest 2x upsample,
+  the two branches added;
+* per stack: hourglass -> dropout (if ``dropout_rate`` > 0; not in the paper, kept from
+  the wbenbihi TF port) -> ``n_modules`` residuals -> linear (1x1 conv + BN + ReLU)
+  -> 1x1 conv to ``n_joints`` heatmap logits;
+* intermediate supervision: between stacks the heatmaps (1x1 conv) and the linear
+  features (1x1 conv) are remapped to ``n_feats`` and added to the stack's input.
+
+Trainable parameters at n_feats=256, n_low=4, n_modules=1, 16 joints (BN gamma/beta
+included, moving statistics not): 2 stacks 6,570,400 and 8 stacks 25,434,112, within 1%
+of the ~6.6 M and ~25.6 M quoted for bearpaw's hg2 and hg8 (num_blocks=1).
+
+``tiny=True`` reproduces the "tiny" variant of wbenbihi/hourglasstensorflow
+(``hourglass_tiny.py``): (1) every residual module uses the single BN-ReLU-conv3x3(n) block
+instead of the bottleneck (see :func:`hgpipe.model.layers.residual`), (2) the stem drops
+its middle residual (pool goes straight to residual(n_feats)), (3) between stacks the
+linear features are added without their 1x1 remap.  The port's other switches (sigmoid /
+ReLU "modif" outputs, 6x6 stem conv, one extra hourglass level) are not reproduced.
+Note the tiny block has more weights per module at equal width (9n^2 against 3.25n^2):
+pair ``tiny`` with a smaller ``n_feats`` to get a light model.
+
+The network returns logits (no sigmoid) in the compute dtype; the loss casts to float32.
+"""
+import numbers
+
+import numpy as np
+
+from hgpipe.joints import NUM_JOINTS
+from hgpipe.model import layers
+from hgpipe.tf_compat import import_tf
+
+tf = import_tf()
+
+# Key names are the keyword names of build_hourglass, so ``build_hourglass(images,
+# is_training=..., **model_config(cfg))`` works; defaults are bearpaw's hg2 at 256 px.
+MODEL_CONFIG_DEFAULTS = {
+    "n_stacks": 2,
+    "n_feats": 256,
+    "n_modules": 1,
+    "n_low": 4,
+    "n_joints": NUM_JOINTS,
+    "tiny": False,
+    "dropout_rate": 0.0,
+}
+
+STEM_STRIDE = 4  # input pixels per heatmap pixel (7x7/2 conv then 2x2 pool)
+_COMPUTE_DTYPES = ("float32", "float16")
+
+
+def _positive_int(config, key, minimum=1):
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError("model config: %s must be an integer >= %d, got %r"
+                         % (key, minimum, value))
+    return int(value)
+
+
+def model_config(config=None, **overrides):
+    """Complete and validate a model config: defaults <- ``config`` <- ``overrides``.
+
+    Returns a new dict with exactly the keys of :data:`MODEL_CONFIG_DEFAULTS`; unknown keys
+    or bad values raise ``ValueError`` (a typo such as ``n_stack`` must not silently fall
+    back to a default and train the wrong network).
+    """
+    merged = dict(MODEL_CONFIG_DEFAULTS)
+    for source in (config or {}, overrides):
+        unknown = sorted(set(source) - set(MODEL_CONFIG_DEFAULTS))
+        if unknown:
+            raise ValueError("model config: unknown key(s) %s; expected keys are %s"
+                             % (", ".join(unknown), ", ".join(sorted(MODEL_CONFIG_DEFAULTS))))
+        merged.update(source)
+    checked = {key: _positive_int(merged, key)
+               for key in ("n_stacks", "n_feats", "n_modules", "n_low", "n_joints")}
+    if not isinstance(merged["tiny"], (bool, np.bool_)):
+        raise ValueError("model config: tiny must be a bool, got %r" % (merged["tiny"],))
+    checked["tiny"] = bool(merged["tiny"])
+    rate = merged["dropout_rate"]
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0.0 <= rate < 1.0:
+        raise ValueError("model config: dropout_rate must be a number in [0, 1), got %r"
+                         % (rate,))
+    checked["dropout_rate"] = float(rate)
+    if not checked["tiny"] and checked["n_feats"] % 2:
+        raise ValueError("model config: n_feats must be even (bottleneck halves it), got %d"
+                         % checked["n_feats"])
+    return checked
+
+
+def input_size_multiple(n_low):
+    """Input height/width must be a multiple of this for the hourglass skips to line up."""
+    return STEM_STRIDE * 2 ** n_low
+
+
+def _residual_chain(x, count, n_feats, is_training, tiny, name):
+    with tf.variable_scope(name):
+        for index in range(count):
+            x = layers.residual(x, n_feats, is_training, tiny=tiny, name="res%d" % index)
+        return x
+
+
+def hourglass_module(x, depth, n_feats, n_modules, is_training, tiny=False, name="hourglass"):
+    """One recursive hourglass of ``depth`` pooling levels; output has x's shape."""
+    with tf.variable_scope(name):
+        upper = _residual_chain(x, n_modules, n_feats, is_training, tiny, "upper")
+        lower = layers.max_pool(x)
+        lower = _residual_chain(lower, n_modules, n_feats, is_training, tiny, "lower_in")
+        if depth > 1:
+            lower = hourglass_module(lower, depth - 1, n_feats, n_modules, is_training,
+                                     tiny, name="inner")
+        else:
+            lower = _residual_chain(lower, n_modules, n_feats, is_training, tiny, "bottom")
+        lower = _residual_chain(lower, n_modules, n_feats, is_training, tiny, "lower_out")
+        return upper + layers.upsample_nearest(lower)
+
+
+def _check_images(images, n_low, dtype):
+    if images.shape.ndims != 4:
+        raise ValueError("build_hourglass: images must be NHWC (4-D), got shape %s"
+                         % (images.shape,))
+    if not images.dtype.is_floating:
+        raise ValueError("build_hourglass: images must be floating point in [0, 1], got %s "
+                         "(convert uint8 batches with input_from_uint8)" % (images.dtype.name,))
+    if dtype not in _COMPUTE_DTYPES:
+        raise ValueError("build_hourglass: dtype must be one of %s, got %r"
+                         % (_COMPUTE_DTYPES, dtype))
+    multiple = input_size_multiple(n_low)
+    for axis, label in ((1, "height"), (2, "width")):
+        size = images.shape[axis]
+        size = getattr(size, "value", size)
+        if size is not None and int(size) % multiple:
+            raise ValueError("build_hourglass: input %s %d is not a multiple of %d "
+                             "(4 * 2**n_low with n_low=%d)" % (label, size, multiple, n_low))
+
+
+def build_hourglass(images, n_stacks, n_feats, n_modules, n_low, n_joints=NUM_JOINTS, *,
+                    is_training, dropout_rate=0.0, tiny=False, dtype="float32",
+                    scope="hourglass", reuse=None):
+    """Build the network on ``images`` and return the list of per-stack heatmap logits.
+
+    images: float NHWC tensor in [0, 1] (see :func:`input_from_uint8`), 3 channels, H and W
+        multiples of ``4 * 2**n_low`` (256 px with n_low=4 gives 64x64 heatmaps).
+    is_training: Python bool or scalar ``tf.bool`` tensor; drives batch norm and dropout.
+        Training mode registers moving-statistics updates in ``tf.GraphKeys.UPDATE_OPS``.
+    dtype: compute dtype, "float32" or "float16" (variables stay float32).
+    scope, reuse: variable scope; pass ``reuse=True`` to build a second graph branch (e.g.
+        an eval tower) sharing the weights of the first.
+
+    Returns ``n_stacks`` tensors of shape (N, H/4, W/4, n_joints); the last is the final
+    prediction, all of them are supervised.
+    """
+    config = model_config(n_stacks=n_stacks, n_feats=n_feats, n_modules=n_modules,
+                          n_low=n_low, n_joints=n_joints, tiny=tiny, dropout_rate=dropout_rate)
+    is_training = layers.check_is_training(is_training)
+    images = tf.convert_to_tensor(images)
+    _check_images(images, config["n_low"], dtype)
+    n_feats, n_modules, tiny = config["n_feats"], config["n_modules"], config["tiny"]
+
+    with tf.variable_scope(scope, reuse=reuse):
+        x = images if images.dtype == tf.as_dtype(dtype) else tf.cast(images, dtype)
+        with tf.variable_scope("stem"):
+            x = layers.conv2d(x, 64, 7, stride=2, name="conv7x7")
+            x = layers.bn_relu(x, is_training, name="bn")
+            x = layers.residual(x, 128, is_training, tiny=tiny, name="res1")
+            x = layers.max_pool(x)
+            if not tiny:
+                x = layers.residual(x, 128, is_training, tiny=tiny, name="res2")
+            x = layers.residual(x, n_feats, is_training, tiny=tiny, name="res3")
+
+        heatmaps = []
+        stack_input = x
+        for stack in range(config["n_stacks"]):
+            with tf.variable_scope("stack%d" % stack):
+                features = hourglass_module(stack_input, config["n_low"], n_feats, n_modules,
+                                            is_training, tiny=tiny)
+                features = layers.dropout(features, config["dropout_rate"], is_training)
+                features = _residual_chain(features, n_modules, n_feats, is_training, tiny,
+                                           "head")
+                features = layers.linear(features, n_feats, is_training)
+                logits = layers.conv2d(features, config["n_joints"], 1, name="heatmaps")
+                heatmaps.append(tf.identity(logits, name="heatmaps"))
+                if stack + 1 < config["n_stacks"]:
+                    remapped_heatmaps = layers.conv2d(logits, n_feats, 1,
+                                                      name="remap_heatmaps")
+                    if not tiny:
+                        features = layers.conv2d(features, n_feats, 1, name="remap_features")
+                    stack_input = tf.add_n([stack_input, features, remapped_heatmaps],
+                                           name="next_input")
+        return heatmaps
+
+
+def count_parameters(graph_or_variables=None, trainable_only=True):
+    """Number of scalar parameters in a graph's (trainable) variables or a variable list.
+
+    ``graph_or_variables``: a ``tf.Graph`` (default: the default graph) or an iterable of
+    variables.  With a graph, ``trainable_only=False`` also counts non-trainable variables
+    such as batch-norm moving statistics and optimizer slots.
+    """
+    if graph_or_variables is None:
+        graph_or_variables = tf.get_default_graph()
+    if isinstance(graph_or_variables, tf.Graph):
+        key = tf.GraphKeys.TRAINABLE_VARIABLES if trainable_only else tf.GraphKeys.GLOBAL_VARIABLES
+        variables = graph_or_variables.get_collection(key)
+    else:
+        variables = list(graph_or_variables)
+    total = 0
+    for variable in variables:
+        shape = variable.shape
+        if not shape.is_fully_defined():
+            raise ValueError("count_parameters: variable %s has unknown shape %s"
+                             % (variable.name, shape))
+        total += int(np.prod(shape.as_list(), dtype=np.int64))
+    return total
+
+
+def _uint8_to_unit_float(tensor, dtype, what):
+    tensor = tf.convert_to_tensor(tensor)
+    if tensor.dtype != tf.uint8:
+        raise ValueError("%s: expected a uint8 tensor, got %s" % (what, tensor.dtype.name))
+    unit = tf.cast(tensor, tf.float32) * (1.0 / 255.0)
+    return unit if dtype == "float32" else tf.cast(unit, dtype)
+
+
+def input_from_uint8(images_uint8, dtype="float32"):
+    """uint8 images (0-255) -> ``dtype`` in [0, 1], computed in the graph.
+
+    The trainer feeds uint8 (4x less host memory traffic than float32, no host-side
+    conversion); the cast runs on whatever device the graph places it.
+    """
+    with tf.name_scope("input_from_uint8"):
+        return _uint8_to_unit_float(images_uint8, dtype, "input_from_uint8")
+
+
+def heatmaps_from_uint8(heatmaps_uint8):
+    """Stored uint8 target heatmaps -> float32 in [0, 1] (stored value / 255)."""
+    with tf.name_scope("heatmaps_from_uint8"):
+        return _uint8_to_unit_float(heatmaps_uint8, "float32", "heatmaps_from_uint8")

@@ -1,0 +1,52 @@
+"""The one door to TensorFlow: every hgpipe module gets ``tf`` from :func:`import_tf`.
+
+hgpipe is written against the TF1 graph API (``tf.compat.v1``) because that is what the
+Ascend images ship (TF 1.15.0), and it must run unchanged on current TF 2.x through the
+same ``compat.v1`` namespace.  On TF 2.x that namespace alone is not enough: eager
+execution, resource variables, control-flow v2 and v2 tensor shapes stay on unless
+``disable_v2_behavior()`` is called (``disable_eager_execution()`` alone still leaves
+``tf.get_variable`` with v2 variable semantics).  Doing that here, once, keeps the rest of
+the package free of version checks.  ``tests/test_tf_api_lint.py`` checks that every
+``tf.X.Y`` the package uses exists in the TF 1.15 ``compat.v1`` API.
+"""
+
+_TF_V1 = None
+
+INSTALL_HINT = (
+    "TensorFlow is not installed or failed to import: run `pip install 'hgpipe[cpu]'` "
+    "(installs tensorflow-cpu) or use your platform's TensorFlow build (e.g. the TF 1.15 "
+    "shipped with Ascend images)"
+)
+
+
+class TensorFlowNotInstalledError(ImportError):
+    """Raised by :func:`import_tf` when ``import tensorflow`` fails."""
+
+
+def import_tf():
+    """Return ``tensorflow.compat.v1`` with TF1 graph semantics switched on.
+
+    Safe to call many times: TensorFlow is imported and configured on the first call only.
+    Raises :class:`TensorFlowNotInstalledError` (an ``ImportError``) with install advice
+    when TensorFlow is missing.
+    """
+    global _TF_V1
+    if _TF_V1 is not None:
+        return _TF_V1
+    try:
+        import tensorflow
+    except ImportError as exc:
+        raise TensorFlowNotInstalledError("%s (%s)" % (INSTALL_HINT, exc)) from exc
+    tf_v1 = tensorflow.compat.v1
+    if tf_major_version(tensorflow.__version__) >= 2:
+        tf_v1.disable_v2_behavior()
+    _TF_V1 = tf_v1
+    return tf_v1
+
+
+def tf_major_version(version_string):
+    """Major version number of a TensorFlow version string such as ``'1.15.0'``."""
+    head = str(version_string).split(".", 1)[0]
+    if not head.isdigit():
+        raise ValueError("tf_compat: cannot read a major version from %r" % (version_string,))
+    return int(head)
