@@ -122,6 +122,7 @@ SCHEMA = OrderedDict([
         ("rmsprop_epsilon", (_positive(float), 1e-8, "RMSProp epsilon")),
         ("device", (_choice("cpu", "gpu", "npu"), "cpu", "cpu, gpu or npu (Ascend)")),
         ("mixed_precision", (_bool, True, "fp16 on gpu/npu with loss scaling")),
+        ("precision_mode", (_optional_str, None, "npu: explicit Ascend precision_mode")),
         ("prefetch_batches", (_positive(int), 8, "batches the feed thread reads ahead")),
         ("seed", (int, 0, "shuffling / initialisation seed")),
         ("log_every", (_positive(int), 20, "steps between TensorBoard summaries")),

@@ -3,12 +3,10 @@
 Used by ``hgpipe inspect`` (what training will see), ``hgpipe predict`` and the
 TensorBoard image summaries; it depends on nothing but the joint order.
 """
-import os
-import tempfile
-
 import cv2
 import numpy as np
 
+from hgpipe import atomic
 from hgpipe.joints import NUM_JOINTS, SKELETON
 
 # Right side warm, left side cool, centre line green (RGB).
@@ -77,13 +75,7 @@ def montage(tiles, columns, pad=4, background=32):
 
 def write_png(path, image_rgb):
     """Write an RGB image as PNG atomically (temporary file, then rename)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        os.makedirs(directory)
     ok, data = cv2.imencode(".png", np.ascontiguousarray(image_rgb[..., ::-1]))
     if not ok:
         raise ValueError("%s: could not encode PNG" % path)
-    handle, tmp = tempfile.mkstemp(prefix=".png.", suffix=".tmp", dir=directory)
-    with os.fdopen(handle, "wb") as out:
-        out.write(data.tobytes())
-    os.replace(tmp, path)
+    atomic.write_bytes(path, data.tobytes())

@@ -10,6 +10,8 @@ the package free of version checks.  ``tests/test_tf_api_lint.py`` checks that e
 ``tf.X.Y`` the package uses exists in the TF 1.15 ``compat.v1`` API.
 """
 
+import os
+
 _TF_V1 = None
 
 INSTALL_HINT = (
@@ -38,6 +40,9 @@ def import_tf():
     except ImportError as exc:
         raise TensorFlowNotInstalledError("%s (%s)" % (INSTALL_HINT, exc)) from exc
     tf_v1 = tensorflow.compat.v1
+    if os.environ.get("HGPIPE_QUIET_TF"):
+        # deprecation notices about TF's own internals mean nothing to hgpipe's users
+        tf_v1.logging.set_verbosity(tf_v1.logging.ERROR)
     if tf_major_version(tensorflow.__version__) >= 2:
         tf_v1.disable_v2_behavior()
     _TF_V1 = tf_v1

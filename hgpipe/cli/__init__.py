@@ -1,4 +1,6 @@
 """The ``hgpipe`` command line: one click group, one module per command."""
+import os
+
 import click
 
 from hgpipe import __version__
@@ -8,6 +10,10 @@ from hgpipe import __version__
 @click.version_option(__version__, prog_name="hgpipe")
 def main():
     """Stacked Hourglass pose estimation on MPII: prepare shards, train, evaluate."""
+    # TensorFlow is imported lazily by the commands that need it; keep its C++ start-up
+    # chatter and Python deprecation notices out of the command's output.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("HGPIPE_QUIET_TF", "1")
 
 
 def _register():

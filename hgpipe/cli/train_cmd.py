@@ -4,6 +4,7 @@ import sys
 import click
 
 from hgpipe.cli.options import config_options, user_errors
+from hgpipe.data.shards import load_manifest
 
 
 @click.command("train")
@@ -29,8 +30,9 @@ def train_command(cfg, data_dir, logdir, device, steps, resume, input_mode):
     at the end and on Ctrl-C/SIGTERM; rerunning the same command resumes. Ends with
     the ModelZoo lines `Final Performance images/sec` and `E2E Training Duration sec`.
     """
-    from hgpipe.train.trainer import Trainer, TrainingError
     with user_errors():
+        load_manifest(data_dir)  # a wrong --data fails here, before TensorFlow loads
+        from hgpipe.train.trainer import Trainer, TrainingError
         try:
             summary = Trainer(cfg, data_dir, logdir, device=device, steps=steps,
                               resume=resume, input_mode=input_mode, echo=click.echo).run()

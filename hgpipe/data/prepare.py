@@ -20,7 +20,7 @@ from typing import List, NamedTuple
 
 import numpy as np
 
-from hgpipe import __version__
+from hgpipe import __version__, atomic
 from hgpipe.data import schema, shards
 from hgpipe.data.images import ImageError, ImageLocator, decode_image
 from hgpipe.data.transforms import (PLAIN, make_sample, person_rng, quantize_heatmaps,
@@ -296,7 +296,7 @@ def write_manifest(out_dir, cfg, entries, skipped_pairs, annotation_file, source
         "skipped_count": len(skipped_pairs),
         "skipped_by_reason": dict(summarize_skipped(skipped_pairs)),
     }
-    shards.write_json_atomic(os.path.join(out_dir, shards.MANIFEST), manifest)
-    shards.write_json_atomic(os.path.join(out_dir, "skipped.json"),
+    atomic.write_json(os.path.join(out_dir, shards.MANIFEST), manifest)
+    atomic.write_json(os.path.join(out_dir, "skipped.json"),
                              [{"person": w, "reason": r} for w, r in skipped_pairs])
     return manifest

@@ -8,11 +8,11 @@ checksums) whoever writes them.
 import hashlib
 import json
 import os
-import tempfile
 
 import h5py
 import numpy as np
 
+from hgpipe.atomic import atomic_path
 from hgpipe.data import schema
 
 MANIFEST = "manifest.json"
@@ -40,11 +40,7 @@ def write_shard(path, arrays, split, input_size, heatmap_size, attrs=None,
     if missing:
         raise ShardError("%s: missing datasets %s" % (path, sorted(missing)))
     count = len(arrays["images"])
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path),
-                                   suffix=".tmp", dir=directory)
-    os.close(handle)
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w", track_order=False) as out:
             for name, (shape, dtype, text) in spec.items():
                 data = np.asarray(arrays[name])
@@ -65,11 +61,6 @@ def write_shard(path, arrays, split, input_size, heatmap_size, attrs=None,
                 out.attrs[key] = value
         digest = file_sha256(tmp)
         size = os.path.getsize(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return digest, size
 
 
@@ -88,20 +79,6 @@ def read_shard_attrs(path):
             return dict(shard.attrs)
     except (OSError, IOError):
         return None
-
-
-def write_json_atomic(path, payload):
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "w") as out:
-            json.dump(payload, out, indent=2, sort_keys=True)
-            out.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def load_manifest(shards_dir):

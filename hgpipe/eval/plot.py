@@ -3,11 +3,10 @@
 One line per column of the result (Head, Sho, ..., and the summary Mean/Total drawn
 thicker), axes with ticks, grid, labels and a legend with each curve's AUC.
 """
-import os
-import tempfile
-
 import cv2
 import numpy as np
+
+from hgpipe import atomic
 
 WIDTH, HEIGHT = 900, 620
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 80, 200, 50, 70
@@ -79,16 +78,7 @@ def plot_pckh_curves(result, path, title=None):
     ok, encoded = cv2.imencode(".png", image)
     if not ok:
         raise ValueError("%s: OpenCV could not encode the PNG" % path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(encoded.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic.write_bytes(path, encoded.tobytes())
     return path
 
 

@@ -27,14 +27,14 @@ Ground-truth files understood:
 * a directory of hgpipe val shards (``val-*.h5``, read in sorted order), or one shard.
 """
 import glob
-import json
 import os
-import tempfile
 from typing import NamedTuple, Optional, Tuple
 
 import h5py
 import numpy as np
 
+from hgpipe import atomic
+from hgpipe.atomic import atomic_path
 from hgpipe.joints import NUM_JOINTS
 
 PREDICTIONS_FORMAT = "hgpipe-predictions"
@@ -98,10 +98,7 @@ def write_predictions(path, preds, annolist_index=None, person_index=None, attrs
             raise EvalFileError("%s: %s has %d entries for %d predictions"
                                 % (path, name, values.shape[0], n))
         ids[name] = values.astype(np.int32)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".h5", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("preds", data=preds)
             for name, values in ids.items():
@@ -111,11 +108,6 @@ def write_predictions(path, preds, annolist_index=None, person_index=None, attrs
             f.attrs["frame"] = "image pixels, 1-based (MPII annotation coordinates)"
             for key, value in (attrs or {}).items():
                 f.attrs[key] = value
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _load_h5_predictions(path):
@@ -345,15 +337,5 @@ def _keys(container):
 
 
 def write_json_atomic(path, data):
-    """Write JSON next to its final name then rename, so readers never see half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """JSON in the given key order, written atomically (kept for callers of this name)."""
+    atomic.write_json(path, data, sort_keys=False)

@@ -19,9 +19,9 @@ class TrainGraph(NamedTuple):
     images: object          # uint8 (B, S, S, 3) input tensor (placeholder or tf.data)
     heatmaps: object        # uint8 (B, H, H, 16)
     weights: object         # float32 (B, 16)
-    is_training: object     # bool placeholder, default True
-    outputs: list           # per-stack heatmap logits
-    final_heatmaps: object  # float32 final stack
+    outputs: list           # per-stack heatmap logits (training mode)
+    eval_images: object     # uint8 (B, S, S, 3) placeholder of the inference tower
+    eval_heatmaps: object   # float32 final stack in inference mode (moving BN statistics)
     loss: object
     stack_losses: list
     learning_rate: object
@@ -81,9 +81,14 @@ def build_train_graph(cfg, inputs, device="cpu"):
     """Build the whole training graph in the default graph."""
     tf = import_tf()
     train = cfg["Train"]
-    is_training = tf.placeholder_with_default(True, (), name="is_training")
-    outputs = build_hourglass(input_from_uint8(inputs.images), is_training=is_training,
+    # Two towers sharing weights, each with a static mode: a tf.cond on a mode tensor
+    # would put both batch-norm branches (and their gradients) in one graph, slower to
+    # build and to run.
+    outputs = build_hourglass(input_from_uint8(inputs.images), is_training=True,
                               **model_kwargs(cfg))
+    eval_images = tf.placeholder(tf.uint8, inputs.images.shape, name="eval_images")
+    eval_outputs = build_hourglass(input_from_uint8(eval_images), is_training=False,
+                                   reuse=True, **model_kwargs(cfg))
     targets = heatmaps_from_uint8(inputs.heatmaps)
     loss, stack_losses = heatmap_loss(outputs, targets, inputs.weights,
                                       weighted=train["weighted_loss"])
@@ -106,7 +111,7 @@ def build_train_graph(cfg, inputs, device="cpu"):
         set_position = tf.group(tf.assign(epoch, position_epoch),
                                 tf.assign(batch, position_batch))
     saver = tf.train.Saver(max_to_keep=cfg["Saver"]["keep_checkpoints"])
-    return TrainGraph(inputs.images, inputs.heatmaps, inputs.weights, is_training, outputs,
-                      tf.cast(outputs[-1], tf.float32), loss, stack_losses, learning_rate,
+    return TrainGraph(inputs.images, inputs.heatmaps, inputs.weights, outputs, eval_images,
+                      tf.cast(eval_outputs[-1], tf.float32), loss, stack_losses, learning_rate,
                       global_step, train_op, epoch, batch, set_position, position_epoch,
                       position_batch, saver)

@@ -6,8 +6,6 @@ Checkpoints carry the global step (hence the learning rate) and the data positio
 interrupted run - Ctrl-C, SIGTERM from a scheduler, a crash - resumes exactly. A NaN/Inf
 loss stops the run before anything is saved, leaving the last good checkpoint intact.
 """
-import io
-import json
 import math
 import os
 import signal
@@ -17,7 +15,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from hgpipe import __version__, draw
+from hgpipe import __version__, atomic, draw
 from hgpipe.data import shards
 from hgpipe.data.transforms import heatmap_to_crop
 from hgpipe.eval.decode import decode_heatmaps
@@ -59,13 +57,6 @@ class _StopSignal(object):
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-
-
-def _write_text_atomic(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as out:
-        out.write(text)
-    os.replace(tmp, path)
 
 
 def _check_logdir_config(cfg, logdir):
@@ -177,7 +168,7 @@ class Trainer(object):
 
     def _run_model(self, sess):
         g = self.graph
-        return lambda batch: sess.run(g.final_heatmaps, {g.images: batch, g.is_training: False})
+        return lambda batch: sess.run(g.eval_heatmaps, {g.eval_images: batch})
 
     def validate(self, sess):
         images, affines, gt = self.validation
@@ -202,15 +193,16 @@ class Trainer(object):
         if not os.path.isdir(self.logdir):
             os.makedirs(self.logdir)
         _check_logdir_config(self.cfg, self.logdir)
-        _write_text_atomic(os.path.join(self.logdir, CONFIG_FILE), self.cfg.to_ini())
+        atomic.write_text(os.path.join(self.logdir, CONFIG_FILE), self.cfg.to_ini())
         self.validation = self._load_validation()
         started = time.time()
         graph = tf.Graph()
         with graph.as_default():
             self._build(tf)
             g = self.graph
-            sess = tf.Session(config=session_config(self.device,
-                                                    self.cfg["Train"]["mixed_precision"]))
+            train = self.cfg["Train"]
+            sess = tf.Session(config=session_config(self.device, train["mixed_precision"],
+                                                    train["precision_mode"]))
             try:
                 return self._loop(tf, sess, started)
             finally:
@@ -304,8 +296,7 @@ class Trainer(object):
             "tensorflow": tf.__version__, "hgpipe": __version__,
             "python": "%d.%d.%d" % sys.version_info[:3],
         }
-        _write_text_atomic(os.path.join(self.logdir, SUMMARY_FILE),
-                           json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        atomic.write_json(os.path.join(self.logdir, SUMMARY_FILE), summary)
         self.echo("Final Performance images/sec : %.2f" % rate)
         self.echo("E2E Training Duration sec : %d" % round(duration))
         return summary

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Shared body of train_full_1p.sh / train_performance_1p.sh: the seed's Huawei ModelZoo
+# scripts (Hourglass_ID0155_for_TensorFlow), same arguments, same outputs:
+#   output/$ASCEND_DEVICE_ID/train_$ASCEND_DEVICE_ID.log   the training log
+#   output/$ASCEND_DEVICE_ID/${CaseName}.log                Network, RankSize, BatchSize,
+#       DeviceType, CaseName, ActualFPS, TrainingTime (ms/step), TrainAccuracy (val PCKh),
+#       ActualLoss, E2ETrainingTime
+#   output/$ASCEND_DEVICE_ID/train_${CaseName}_loss.txt     final loss
+# and on stdout "Final Performance images/sec : X" and "E2E Training Duration sec : Y".
+#
+# --data_path is an MPII folder (images/ + annotations; prepared into shards first, once)
+# or a shards folder written by `hgpipe prepare`.
+set -euo pipefail
+mode="$1"; shift
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+cur_path=$(pwd)
+
+Network="Hourglass_ID0155_for_TensorFlow"
+RANK_SIZE=1
+ASCEND_DEVICE_ID="${ASCEND_DEVICE_ID:-0}"
+config="$root/configs/seed_4x256.cfg"
+precision_mode="allow_mix_precision"
+device="npu"
+data_path=""
+steps=""
+[ "$mode" = performance ] && steps=1000
+
+usage() {
+  cat <<USAGE
+usage: $(basename "$0") --data_path=DIR [--precision_mode=MODE] [--device=npu|gpu|cpu]
+                        [--config=FILE] [--steps=N]
+  --data_path        MPII folder (images/ + annotation file) or an hgpipe shards folder
+  --precision_mode   Ascend precision mode (allow_mix_precision, allow_fp32_to_fp16,
+                     force_fp16, must_keep_origin_dtype, force_fp32) [allow_mix_precision]
+  --device           npu (needs npu_bridge), gpu or cpu [npu]
+  --config           hgpipe / seed config [configs/seed_4x256.cfg]
+  --steps            train up to this step [full: the config's nEpochs x epoch_size;
+                     performance: 1000]
+USAGE
+}
+for para in "$@"; do
+  case "$para" in
+    -h|--help) usage; exit 0 ;;
+    --data_path=*) data_path="${para#*=}" ;;
+    --precision_mode=*) precision_mode="${para#*=}" ;;
+    --device=*) device="${para#*=}" ;;
+    --config=*) config="${para#*=}" ;;
+    --steps=*) steps="${para#*=}" ;;
+    --over_dump*|--data_dump_flag*|--data_dump_step*|--profiling*|--ckpt_path*)
+      echo "[Warning] $para is accepted for compatibility and ignored" >&2 ;;
+    *) echo "[Error] unknown parameter $para" >&2; usage >&2; exit 1 ;;
+  esac
+done
+if [ -z "$data_path" ]; then echo "[Error] para \"data_path\" must be config" >&2; exit 1; fi
+
+if command -v hgpipe >/dev/null 2>&1; then HG=(hgpipe); else HG=(python3 -m hgpipe); export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"; fi
+out="$cur_path/output/$ASCEND_DEVICE_ID"
+mkdir -p "$out"
+log="$out/train_$ASCEND_DEVICE_ID.log"
+start_time=$(date +%s)
+shards="$data_path"
+if [ ! -f "$data_path/manifest.json" ]; then
+  shards="$cur_path/output/shards"
+  "${HG[@]}" prepare --mpii "$data_path" --out "$shards" --config "$config" >> "$log" 2>&1
+fi
+extra=()
+[ -n "$steps" ] && extra+=(--steps "$steps")
+"${HG[@]}" train --config "$config" --data "$shards" --logdir "$out/ckpt" --device "$device" \
+    --set "Train.precision_mode=$precision_mode" "${extra[@]}" >> "$log" 2>&1
+end_time=$(date +%s)
+e2e_time=$(( end_time - start_time ))
+
+summary="$out/ckpt/train_summary.json"
+field() { python3 -c "import json,sys; v=json.load(open(sys.argv[1])).get(sys.argv[2]); print('' if v is None else v)" "$summary" "$1"; }
+BatchSize=$(field batch_size)
+FPS=$(python3 -c "print('%.2f' % float('$(field images_per_sec)'))")
+TrainingTime=$(python3 -c "print('%.3f' % float('$(field step_time_ms_median)'))")
+ActualLoss=$(field final_loss)
+train_accuracy=$(python3 -c "import json; h=json.load(open('$summary'))['validation']; print('%.2f' % h[-1]['pckh'] if h else '')")
+echo "------------------ Final result ------------------"
+echo "Final Performance images/sec : $FPS"
+echo "Final Train Accuracy : ${train_accuracy}"
+echo "E2E Training Duration sec : $e2e_time"
+suffix=$([ "$mode" = performance ] && echo perf || echo acc)
+CaseName="${Network}_bs${BatchSize}_${RANK_SIZE}p_${suffix}"
+echo "$ActualLoss" > "$out/train_${CaseName}_loss.txt"
+{
+  echo "Network = ${Network}"
+  echo "RankSize = ${RANK_SIZE}"
+  echo "BatchSize = ${BatchSize}"
+  echo "DeviceType = $(uname -m)"
+  echo "CaseName = ${CaseName}"
+  echo "ActualFPS = ${FPS}"
+  echo "TrainingTime = ${TrainingTime}"
+  echo "TrainAccuracy = ${train_accuracy}"
+  echo "ActualLoss = ${ActualLoss}"
+  echo "E2ETrainingTime = ${e2e_time}"
+} > "$out/${CaseName}.log"

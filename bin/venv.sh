@@ -1,0 +1,33 @@
+# Shared by bin/test and bin/demo: find a Python and build (once) a lane's virtualenv.
+# Environments are cached under ${HGPIPE_VENV_ROOT:-~/.cache/hgpipe/venvs}, keyed by the
+# hash of the lane's requirements file, so later runs (and CI on the same machine) reuse
+# them; a half-built environment is never used (it is built under .tmp and renamed).
+venv_root="${HGPIPE_VENV_ROOT:-$HOME/.cache/hgpipe/venvs}"
+mkdir -p "$venv_root"
+
+find_python() {  # $1 = major.minor ; a real interpreter (pyenv shims may exist but refuse)
+  local want="$1" cand
+  for cand in "$(pyenv root 2>/dev/null)/versions/$want"*/bin/python"$want" "python$want"; do
+    if "$cand" -c 'import sys' >/dev/null 2>&1; then echo "$cand"; return 0; fi
+  done
+  return 1
+}
+
+ensure_venv() {  # $1 = lane ; prints the venv's python
+  local lane="$1" req="requirements/$1.txt" py ver hash dir
+  case "$lane" in py37-*) ver=3.7 ;; py311-*) ver=3.11 ;; *) echo "unknown lane $lane" >&2; exit 2 ;; esac
+  hash=$(sha256sum < "$req" | cut -c1-12)
+  dir="$venv_root/$lane-$hash"
+  if [ ! -f "$dir/.complete" ]; then
+    py=$(find_python "$ver") || { echo "bin/test: Python $ver not found (install it, e.g. 'pyenv install $ver')" >&2; exit 2; }
+    echo "bin/test: building $lane environment in $dir (once)" >&2
+    rm -rf "$dir.tmp"
+    "$py" -m venv "$dir.tmp" || exit 2
+    "$dir.tmp/bin/python" -m pip install -q --upgrade "pip<24.1" >&2
+    "$dir.tmp/bin/python" -m pip install -q -r "$req" >&2 || { echo "bin/test: installing $req failed" >&2; exit 2; }
+    touch "$dir.tmp/.complete"
+    rm -rf "$dir"; mv "$dir.tmp" "$dir"
+  fi
+  echo "$dir"
+}
+

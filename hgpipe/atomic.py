@@ -1,0 +1,53 @@
+"""Atomic file writes: the one way hgpipe writes a file that a user or a rerun relies on.
+
+A file is written under a temporary name in its own directory and renamed over the
+final name only when complete, so an interrupted job never leaves a half-written file
+that looks whole, and never destroys the previous good one.
+"""
+import contextlib
+import json
+import os
+import tempfile
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path``; on success it becomes ``path``.
+
+    The file gets ordinary permissions (0666 less the umask), not mkstemp's private 0600.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        os.makedirs(directory)
+    handle, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp",
+                                   dir=directory)
+    os.close(handle)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_bytes(path, data):
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as out:
+            out.write(data)
+
+
+def write_text(path, text):
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path, payload, sort_keys=True):
+    """Indented JSON with a final newline; sorted keys unless the order is meaningful."""
+    write_text(path, json.dumps(payload, indent=2, sort_keys=sort_keys) + "\n")
