@@ -4,7 +4,7 @@ import pytest
 
 from hgpipe.config import load_config
 from hgpipe.data.records import make_record
-from hgpipe.data.transforms import (PLAIN, Augmentation, apply_affine, apply_gains,
+from hgpipe.data.transforms import (PLAIN, Augmentation, apply_affine, bgr_to_rgb_with_gains,
                                     crop_to_heatmap, heatmap_to_crop, hourglass_box,
                                     make_sample, person_rng, render_heatmaps,
                                     sample_augmentation)
@@ -105,8 +105,12 @@ def test_augmentation_ranges_and_determinism():
     assert sample_augmentation(person_rng(1, "a.jpg", 3, 2), prep) != again
 
 
-def test_gains_saturate_per_channel():
-    crop = np.full((4, 4, 3), 200, np.uint8)
-    out = apply_gains(crop, (1.2, 1.0, 0.5))
-    assert out[0, 0].tolist() == [240, 200, 100]
-    assert apply_gains(np.full((2, 2, 3), 250, np.uint8), (1.2, 1, 1))[0, 0, 0] == 255
+def test_colour_transform_swaps_channels_and_saturates():
+    crop = np.zeros((4, 4, 3), np.uint8)
+    crop[..., 0], crop[..., 1], crop[..., 2] = 50, 100, 200   # BGR
+    assert bgr_to_rgb_with_gains(crop)[0, 0].tolist() == [200, 100, 50]
+    out = bgr_to_rgb_with_gains(crop, (1.2, 1.0, 0.5))
+    assert out[0, 0].tolist() == [240, 100, 25]
+    bright = np.full((2, 2, 3), 250, np.uint8)
+    assert bgr_to_rgb_with_gains(bright, (1.2, 1, 1))[0, 0, 0] == 255
+

@@ -1,12 +1,15 @@
 """``hgpipe inspect``: what is in a shards directory, and a picture of what training sees."""
 import os
 
+import cv2
 import h5py
 import numpy as np
 
 from hgpipe import draw
 from hgpipe.data import schema, shards
 from hgpipe.data.transforms import heatmap_to_crop
+
+MIN_TILE = 192  # pixels: the smallest tile a person can read in a montage
 
 
 def report(shards_dir, verify=False):
@@ -49,9 +52,12 @@ def sample_tiles(shards_dir, split="train", count=8, seed=0):
     with h5py.File(paths[rng.randint(len(paths))], "r") as shard:
         n = shard["images"].shape[0]
         for i in sorted(rng.choice(n, size=min(count, n), replace=False)):
-            image = shard["images"][i]
+            # small crops (the tiny config's 64 px) are enlarged to stay readable
+            zoom = max(1, MIN_TILE // size)
+            image = cv2.resize(shard["images"][i], None, fx=zoom, fy=zoom,
+                               interpolation=cv2.INTER_NEAREST)
             weights = shard["weights"][i]
-            joints = heatmap_to_crop(shard["joints"][i], size, hm)
+            joints = heatmap_to_crop(shard["joints"][i], size, hm) * zoom + (zoom - 1) / 2.0
             heat = shard["heatmaps"][i].astype(np.float32) / manifest["heatmap_scale"]
             label = "%s p%d%s r%+.0f s%.2f" % (
                 shard["image_name"][i].decode("utf-8")[:13], shard["person_index"][i],

@@ -140,6 +140,11 @@ def build_shard(task, settings, out_dir, progress=None):
     arrays = {name: np.zeros((task.samples,) + tuple(shape), dtype=dtype)
               for name, (shape, dtype, _) in spec.items()}
     skipped, n = [], 0
+    # train samples go straight to a random slot, so that any contiguous slice of the
+    # shard is a random batch (no reordering copy afterwards)
+    slots = np.arange(task.samples)
+    if task.split == "train":
+        slots = np.random.RandomState(int(task.fingerprint[:8], 16)).permutation(task.samples)
     for job in task.jobs:
         try:
             image = decode_image(job.path)
@@ -162,18 +167,14 @@ def build_shard(task, settings, out_dir, progress=None):
                     sample["gt_annotated"] = record.annotated
                     sample["head_normalizer"] = record.head_normalizer()
                 for name in spec:
-                    arrays[name][n] = sample[name]
+                    arrays[name][slots[n]] = sample[name]
                 n += 1
                 done += 1
         if progress is not None:
             progress.put(done)
-    if n < task.samples:
-        arrays = {name: array[:n] for name, array in arrays.items()}
-    if task.split == "train" and n > 1:
-        # shuffle within the shard so that any contiguous slice is a random batch
-        order = np.random.RandomState(
-            int(task.fingerprint[:8], 16)).permutation(n)
-        arrays = {name: array[order] for name, array in arrays.items()}
+    if n < task.samples:  # unreadable images: close the gaps, keep the random order
+        kept = np.sort(slots[:n])
+        arrays = {name: array[kept] for name, array in arrays.items()}
     attrs = {"fingerprint": task.fingerprint, "hgpipe_version": __version__,
              "skipped": json.dumps(skipped), "settings": json.dumps(settings, sort_keys=True)}
     compression = {"images": settings["image_compression"],

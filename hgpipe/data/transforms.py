@@ -91,19 +91,21 @@ def warp_crop(image_bgr, affine_0based, input_size):
 def render_heatmaps(joints, weights, heatmap_size, sigma):
     """Float Gaussians of height 1 at float joint positions, (H, W, J) float32.
 
-    Computed separably (an outer product per joint) from the exact float coordinates;
-    joints with weight 0 get an all-zero map.
+    Computed separably (an outer product per joint, broadcast straight into the output
+    layout) from the exact float coordinates; joints with weight 0 get an all-zero map.
     """
-    grid = np.arange(heatmap_size, dtype=np.float64)
-    gx = np.exp(-(grid[None, :] - joints[:, 0:1]) ** 2 / (2.0 * sigma ** 2))  # (J, W)
-    gy = np.exp(-(grid[None, :] - joints[:, 1:2]) ** 2 / (2.0 * sigma ** 2))  # (J, H)
-    gy = gy * (np.asarray(weights) > 0)[:, None]
-    return np.einsum("jh,jw->hwj", gy, gx).astype(np.float32)
+    grid = np.arange(heatmap_size, dtype=np.float32)
+    joints = np.asarray(joints, dtype=np.float32)
+    scale = np.float32(-0.5 / sigma ** 2)
+    gx = np.exp((grid[:, None] - joints[None, :, 0]) ** 2 * scale)  # (W, J)
+    gy = np.exp((grid[:, None] - joints[None, :, 1]) ** 2 * scale)  # (H, J)
+    gy *= (np.asarray(weights) > 0)[None, :]
+    return gy[:, None, :] * gx[None, :, :]
 
 
 def quantize_heatmaps(heatmaps, scale):
-    """Float heatmaps in [0, 1] -> stored uint8 (value * scale, rounded)."""
-    return np.clip(np.rint(heatmaps * scale), 0, 255).astype(np.uint8)
+    """Float heatmaps in [0, 1] -> stored uint8 (value * scale, rounded half up)."""
+    return (heatmaps * np.float32(scale) + np.float32(0.5)).astype(np.uint8)
 
 
 def sample_augmentation(rng, cfg_prepare):
@@ -125,19 +127,27 @@ def sample_augmentation(rng, cfg_prepare):
     return Augmentation(rotation, scale, flip, gains)
 
 
+_PERSON_RNG = np.random.RandomState(0)
+
+
 def person_rng(seed, image_name, person_index, ordinal):
-    """A RandomState fixed by (seed, person): the same draws whatever worker runs it."""
+    """A RandomState fixed by (seed, person): the same draws whatever worker runs it.
+
+    The one generator of this process is re-seeded (constructing a RandomState costs
+    ~200 us, re-seeding ~2 us, same stream), so use the draws before the next call.
+    """
     key = "%d|%s|%d|%d" % (seed, image_name, person_index, ordinal)
-    return np.random.RandomState(zlib.crc32(key.encode("utf-8")) & 0xFFFFFFFF)
+    _PERSON_RNG.seed(zlib.crc32(key.encode("utf-8")) & 0xFFFFFFFF)
+    return _PERSON_RNG
 
 
-def apply_gains(crop_rgb, gains):
-    """Per-channel colour gain with saturation, through one lookup table per channel."""
-    if all(g == 1.0 for g in gains):
-        return crop_rgb
-    ramp = np.arange(256, dtype=np.float64)
-    table = np.stack([np.clip(np.rint(ramp * g), 0, 255) for g in gains], axis=1)
-    return cv2.LUT(crop_rgb, table.astype(np.uint8).reshape(256, 1, 3))
+def bgr_to_rgb_with_gains(crop_bgr, gains=(1.0, 1.0, 1.0)):
+    """BGR -> RGB and per-channel colour gain (saturating) in one pass: one 3x3 colour
+    transform, ~4x cheaper than a conversion followed by lookup tables."""
+    matrix = np.zeros((3, 3), np.float32)
+    for out_channel, source_channel in enumerate((2, 1, 0)):
+        matrix[out_channel, source_channel] = gains[out_channel]
+    return cv2.transform(crop_bgr, matrix)
 
 
 def make_sample(image_bgr, record, aug, input_size, heatmap_size, sigma):
@@ -151,9 +161,7 @@ def make_sample(image_bgr, record, aug, input_size, heatmap_size, sigma):
     # cv2 works in 0-based pixels: fold the 1-based shift into the matrix.
     to_crop_0 = to_crop.copy()
     to_crop_0[:, 2] += to_crop[:, :2].sum(axis=1)
-    crop = warp_crop(image_bgr, to_crop_0, input_size)
-    crop = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB)
-    crop = apply_gains(crop, aug.gains)
+    crop = bgr_to_rgb_with_gains(warp_crop(image_bgr, to_crop_0, input_size), aug.gains)
 
     joints_crop = apply_affine(to_crop, record.joints)
     annotated = record.annotated.copy()

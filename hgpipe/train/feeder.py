@@ -1,10 +1,10 @@
 """The input side of training: shard batches read ahead by a thread, never the device's wait.
 
 Why this shape: prepare already did every per-sample computation, so feeding is just
-copying bytes. A :class:`ShardBatches` reads *contiguous* slices of shards (the only fast
-way to read HDF5: fancy indexing falls to tens of samples/s) in a random block order,
-permutes each block in memory and assembles fixed-shape batches into preallocated,
-64-byte-aligned buffers that TensorFlow's feed_dict can use without a copy. A
+copying bytes, once. A :class:`ShardBatches` reads *contiguous* slices of shards (the
+only fast way to read HDF5: fancy indexing falls to tens of samples/s) in a random block
+order straight into preallocated, 64-byte-aligned buffers, and hands out batches as
+views of them, which TensorFlow's feed_dict can use without a copy. A
 :class:`Prefetcher` runs it in a background thread behind a bounded queue and measures
 how long the training loop waited.
 
@@ -36,13 +36,18 @@ def aligned_empty(shape, dtype, alignment=64):
 class ShardBatches(object):
     """Fixed-shape batches from a split's shards, shuffled across and within shards.
 
-    ``fields`` are dataset names of the shard schema. Batches are dicts of arrays that
-    live in a ring of ``ring`` reused buffers: a batch stays valid until ``ring - 1``
-    further batches have been produced (the Prefetcher sizes the ring accordingly).
+    Each epoch every shard is cut into blocks of ``block_batches`` batches, starting at a
+    random offset and wrapping around its end (so a different set of samples shares a
+    batch each epoch, and at most ``batch_size - 1`` samples of a shard sit out an
+    epoch); the blocks of all shards are read in a random order, each with one contiguous
+    read per field straight into an aligned block buffer, and batches are handed out as
+    views of it - no second copy. (``hgpipe prepare`` already shuffled every shard, so
+    contiguous samples are unrelated.) A batch stays valid until ``capacity + 2`` further
+    batches have been produced, which is what the :class:`Prefetcher` needs.
     """
 
     def __init__(self, shards_dir, split, batch_size, fields=TRAIN_FIELDS, shuffle=True,
-                 seed=0, block=None, ring=4, drop_remainder=True):
+                 seed=0, block_batches=None, capacity=8):
         self.paths = shards.shard_paths(shards_dir, split)
         if not self.paths:
             raise shards.ShardError("%s: no %s shards" % (shards_dir, split))
@@ -50,23 +55,24 @@ class ShardBatches(object):
         self.fields = tuple(fields)
         self.shuffle = shuffle
         self.seed = int(seed)
-        self.drop_remainder = drop_remainder
-        # 64 MB of chunk cache: enough to keep a compressed block's chunks decoded once
-        self._files = [h5py.File(p, "r", rdcc_nbytes=64 << 20) for p in self.paths]
+        self._files = [h5py.File(p, "r") for p in self.paths]
         self.counts = [f["images"].shape[0] for f in self._files]
         self.total = sum(self.counts)
-        if self.total < self.batch_size and drop_remainder:
-            raise shards.ShardError("%s: %d %s samples, fewer than one batch of %d" % (
-                shards_dir, self.total, split, self.batch_size))
+        if self.batches_per_epoch == 0:
+            raise shards.ShardError("%s: %d %s samples, not one batch of %d in any shard"
+                                    % (shards_dir, self.total, split, self.batch_size))
         first = self._files[0]
         self.specs = {name: (first[name].shape[1:], first[name].dtype) for name in self.fields}
-        self.block = int(block or max(self.batch_size, 8 * self.batch_size, 64))
-        self._block_buffers = {name: aligned_empty((self.block,) + shape, dtype)
-                               for name, (shape, dtype) in self.specs.items()}
-        self._ring = [{name: aligned_empty((self.batch_size,) + shape, dtype)
-                       for name, (shape, dtype) in self.specs.items()}
-                      for _ in range(max(2, ring))]
-        self._ring_next = 0
+        # ~64 samples per read amortises HDF5's fixed cost per call (measured: batch-4
+        # reads alone ran at half the speed)
+        self.block_batches = int(block_batches or max(1, 64 // self.batch_size))
+        block = self.block_batches * self.batch_size
+        in_flight = capacity + 2  # queued + held by the loop + being fed
+        count = -(-in_flight // self.block_batches) + 2
+        self._buffers = [{name: aligned_empty((block,) + shape, dtype)
+                          for name, (shape, dtype) in self.specs.items()}
+                         for _ in range(count)]
+        self._next_buffer = 0
 
     def close(self):
         for handle in self._files:
@@ -75,58 +81,50 @@ class ShardBatches(object):
 
     @property
     def batches_per_epoch(self):
-        if self.drop_remainder:
-            return self.total // self.batch_size
-        return -(-self.total // self.batch_size)
+        return sum(count // self.batch_size for count in self.counts)
 
     def _blocks(self, epoch):
-        blocks = [(s, start, min(self.block, count - start))
-                  for s, count in enumerate(self.counts)
-                  for start in range(0, count, self.block)]
+        """[(shard, start, batches)] of one epoch, in reading order."""
+        rng = np.random.RandomState([self.seed & 0x7FFFFFFF, epoch])
+        blocks = []
+        for shard, count in enumerate(self.counts):
+            usable = count // self.batch_size
+            offset = rng.randint(count) if self.shuffle else 0
+            for first in range(0, usable, self.block_batches):
+                start = (offset + first * self.batch_size) % count
+                blocks.append((shard, start, min(self.block_batches, usable - first)))
         if self.shuffle:
-            rng = np.random.RandomState([self.seed & 0x7FFFFFFF, epoch])
             blocks = [blocks[i] for i in rng.permutation(len(blocks))]
         return blocks
 
     def _read_block(self, shard, start, length):
+        """Read samples start..start+length of a shard (wrapping) into the next buffer."""
+        buffer = self._buffers[self._next_buffer]
+        self._next_buffer = (self._next_buffer + 1) % len(self._buffers)
         handle = self._files[shard]
+        count = self.counts[shard]
+        head = min(length, count - start)
         for name in self.fields:
-            handle[name].read_direct(self._block_buffers[name],
-                                     source_sel=np.s_[start:start + length],
-                                     dest_sel=np.s_[0:length])
+            dataset = handle[name]
+            dataset.read_direct(buffer[name], source_sel=np.s_[start:start + head],
+                                dest_sel=np.s_[0:head])
+            if head < length:  # wrapped around the end of the shard
+                dataset.read_direct(buffer[name], source_sel=np.s_[0:length - head],
+                                    dest_sel=np.s_[head:length])
+        return buffer
 
     def epoch(self, epoch, start_batch=0):
         """Yield the batches of one epoch, beginning at batch ``start_batch``."""
-        skip = start_batch * self.batch_size
-        out, filled = self._next_buffer(), 0
-        for block_index, (shard, start, length) in enumerate(self._blocks(epoch)):
-            if skip >= length:
-                skip -= length
+        skip = start_batch
+        b = self.batch_size
+        for shard, start, batches in self._blocks(epoch):
+            if skip >= batches:
+                skip -= batches
                 continue
-            self._read_block(shard, start, length)
-            order = np.arange(length)
-            if self.shuffle:
-                order = np.random.RandomState(
-                    [self.seed & 0x7FFFFFFF, epoch, block_index]).permutation(length)
-            order = order[skip:]
+            buffer = self._read_block(shard, start, batches * b)
+            for i in range(skip, batches):
+                yield {name: array[i * b:(i + 1) * b] for name, array in buffer.items()}
             skip = 0
-            while len(order):
-                take = min(len(order), self.batch_size - filled)
-                for name in self.fields:
-                    np.take(self._block_buffers[name], order[:take], axis=0,
-                            out=out[name][filled:filled + take])
-                filled += take
-                order = order[take:]
-                if filled == self.batch_size:
-                    yield out
-                    out, filled = self._next_buffer(), 0
-        if filled and not self.drop_remainder:
-            yield {name: array[:filled] for name, array in out.items()}
-
-    def _next_buffer(self):
-        buffer = self._ring[self._ring_next]
-        self._ring_next = (self._ring_next + 1) % len(self._ring)
-        return buffer
 
     def forever(self, start_epoch=0, start_batch=0):
         """Yield (epoch, batch_index, batch) endlessly, from the given position."""

@@ -116,7 +116,7 @@ class Trainer(object):
         train = self.cfg["Train"]
         tf.set_random_seed(train["seed"])
         self.reader = ShardBatches(self.data_dir, "train", self.batch_size, seed=train["seed"],
-                                   ring=train["prefetch_batches"] + 3)
+                                   capacity=train["prefetch_batches"])
         if self.input_mode == "feed":
             inputs = FeedInput(self.batch_size, self.input_size, self.heatmap_size)
         elif self.input_mode == "dataset":

@@ -1,0 +1,323 @@
+"""Orders the bench's phases, shares their inputs, and collects one list of rows.
+
+The phases feed each other: prepare's shards are what the feed reads (unless --data
+names others), and the train phase reuses them when the config's crop size matches.
+Everything scratch lives in one temporary directory, removed at the end.
+"""
+import os
+import platform
+import shutil
+import tempfile
+import time
+from typing import NamedTuple
+
+from hgpipe import __version__
+from hgpipe.bench import feed as feed_bench
+from hgpipe.bench import online as online_bench
+from hgpipe.bench import prepare as prepare_bench
+from hgpipe.bench import train as train_bench
+from hgpipe.bench.report import BenchError, make_row, ratio_row
+from hgpipe.bench.sources import find_dataset, load_source
+from hgpipe.bench.system import (load_average, memcpy_bandwidth, one_core,
+                                 physical_memory_bytes, usable_cores)
+from hgpipe.config import load_config
+from hgpipe.data import shards
+
+PHASES = ("online", "prepare", "feed", "train")
+ONLINE_RATIO_TARGET = ">= 40"
+FITS_IN_MEMORY = 0.8   # a shard set this fraction of RAM or less stays in the page cache
+
+
+class BenchSizes(NamedTuple):
+    online_samples: int
+    prepare_samples: int
+    feed_seconds: float     # minimum timed span of a warm feed measurement (all runs)
+    feed_repeats: int       # runs per feed measurement; the best one is reported
+    memcpy_bytes: int
+    train_steps: dict       # config name -> steps (first one is warm-up)
+    train_samples: int      # samples prepared for a train config of another crop size
+
+
+DEFAULT_SIZES = BenchSizes(400, 2048, 3.0, 3, 512 << 20, {"tiny": 30, "hg2": 6}, 512)
+QUICK_SIZES = BenchSizes(40, 256, 0.3, 2, 64 << 20, {"tiny": 4, "hg2": 3}, 128)
+
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def default_train_configs():
+    """configs/tiny.cfg and configs/hg2.cfg of the checkout (the issue's two models)."""
+    paths = [os.path.join(_REPO_ROOT, "configs", name) for name in ("tiny.cfg", "hg2.cfg")]
+    return [os.path.relpath(p) for p in paths if os.path.isfile(p)]
+
+
+def _config_name(path):
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+class Bench(object):
+    """One bench run; ``run()`` returns (rows, meta, notes)."""
+
+    def __init__(self, cfg, mpii_dir=None, data_dir=None, train_configs=None,
+                 sizes=DEFAULT_SIZES, skip=(), work_dir=None, keep=False, log=None,
+                 progress=True):
+        unknown = set(skip) - set(PHASES)
+        if unknown:
+            raise BenchError("unknown phase(s) to skip: %s (phases: %s)" % (
+                ", ".join(sorted(unknown)), ", ".join(PHASES)))
+        if data_dir is not None:
+            shards.load_manifest(data_dir)   # fail now, with the manifest's own message
+        self.cfg = cfg
+        self.mpii_dir = mpii_dir
+        self.data_dir = data_dir
+        self.train_configs = list(train_configs if train_configs is not None
+                                  else default_train_configs())
+        if "train" not in skip and not self.train_configs:
+            raise BenchError("no train config found (configs/tiny.cfg, configs/hg2.cfg); "
+                             "pass --train-config FILE or --skip train")
+        for path in self.train_configs:
+            if not os.path.isfile(path):
+                raise BenchError("%s: config file not found" % path)
+        self.sizes = sizes
+        self.skip = set(skip)
+        self.work_parent = work_dir
+        self.keep = keep
+        self.log = log or (lambda message: None)
+        self.progress = progress
+        self.cores = usable_cores()
+        self.rows, self.notes = [], []
+        self._source = None
+        self._started = time.time()
+
+    # ------------------------------------------------------------------ helpers
+    def say(self, message):
+        self.log("[bench %4.0fs] %s" % (time.time() - self._started, message))
+
+    @property
+    def source(self):
+        if self._source is None:
+            dataset = find_dataset(self.mpii_dir)
+            self.say("reading annotations in %s" % dataset)
+            self._source = load_source(dataset)
+            self.say(self._source.describe())
+        return self._source
+
+    def _prepare(self, cfg, samples, workers, name, quiet=False):
+        result = prepare_bench.prepare_shards(self.source, cfg, samples, workers,
+                                              self.work, name)
+        if not quiet:
+            self.say("prepare %s: %d samples, %d worker(s): %.0f samples/s, %.0f B/sample"
+                     % (name, result.samples, result.workers, result.rate,
+                        result.bytes_per_sample))
+        return result
+
+    def _add(self, rows):
+        self.rows.extend(rows)
+
+    # ------------------------------------------------------------------ phases
+    def run(self):
+        meta = {"hgpipe": __version__, "python": platform.python_version(),
+                "platform": platform.platform(), "cores": self.cores,
+                "load_average_start": load_average(), "skipped_phases": sorted(self.skip)}
+        self.work = tempfile.mkdtemp(prefix="hgpipe-bench-", dir=self.work_parent)
+        try:
+            online = None if "online" in self.skip else self._online()
+            prepared = self._prepare_phase()
+            if "feed" not in self.skip:
+                self._feed_phase(prepared, online)
+            if "train" not in self.skip:
+                self._train_phase(prepared)
+        finally:
+            if self.keep:
+                self.say("kept scratch files in %s" % self.work)
+            else:
+                shutil.rmtree(self.work, ignore_errors=True)
+        meta.update({"load_average_end": load_average(),
+                     "seconds": time.time() - self._started,
+                     "sizes": self.sizes._asdict()})
+        if self._source is not None:
+            meta["source"] = self._source.describe()
+            self.notes.insert(0, "images: %s" % self._source.describe())
+        try:
+            import numpy
+            import h5py
+            import cv2
+            meta.update({"numpy": numpy.__version__, "h5py": h5py.__version__,
+                         "opencv": cv2.__version__})
+        except ImportError:
+            pass
+        if "train" not in self.skip:
+            from hgpipe.tf_compat import import_tf
+            meta["tensorflow"] = import_tf().__version__
+        if {"online", "prepare", "feed"} - self.skip:
+            self.notes.append("value = wall clock (1-core rows pinned to the idlest core); "
+                              "per CPU-s = the same work per CPU-second used, what a free "
+                              "core would do when others load the machine; targets judge "
+                              "the value")
+        load = meta["load_average_start"], meta["load_average_end"]
+        if load[0] is not None:
+            self.notes.append("shared machine: load average %.2f at start, %.2f at end on %d "
+                              "cores - other users' work is in these numbers"
+                              % (load[0][0], load[1][0], self.cores))
+        return self.rows, meta, self.notes
+
+    def _online(self):
+        self.say("online: %d samples of the peer-style loader on 1 core"
+                 % self.sizes.online_samples)
+        result = online_bench.measure_online(self.source, self.cfg, self.sizes.online_samples)
+        self._add(online_bench.online_rows(result))
+        self.say("online: %.1f samples/s (%.1f ms/sample)" % (result.samples_per_sec,
+                                                               result.ms_per_sample))
+        return result
+
+    def _prepare_phase(self):
+        """Returns {"main": PrepareResult, "other": PrepareResult or None}, or None."""
+        need_shards = self.data_dir is None and "feed" not in self.skip
+        if "prepare" in self.skip and not need_shards:
+            return None
+        samples = self.sizes.prepare_samples
+        main_compression = self.cfg["Prepare"]["heatmap_compression"]
+        other_compression = "none" if main_compression == "gzip" else "gzip"
+        shard_size = prepare_bench.shard_size_for(samples, self.cores)
+        main_cfg = prepare_bench.bench_config(self.cfg, shard_size, prepare_bench.VARIANTS)
+        if "prepare" in self.skip:
+            self.say("prepare (not reported): shards for the feed")
+            return {"main": self._prepare(main_cfg, samples, self.cores, "shards_main"),
+                    "other": None}
+        self.say("prepare: %d samples at 1 worker, then %d workers, then heatmaps %s"
+                 % (samples, self.cores, other_compression))
+        single = self._prepare(main_cfg, samples, 1, "shards_1worker")
+        shutil.rmtree(single.out_dir)    # same content as the parallel run's
+        parallel = self._prepare(main_cfg, samples, self.cores, "shards_main")
+        other_cfg = prepare_bench.bench_config(self.cfg, shard_size, prepare_bench.VARIANTS,
+                                               other_compression)
+        other = self._prepare(other_cfg, samples, self.cores, "shards_other")
+        self._add(prepare_bench.prepare_rows(single, parallel if self.cores > 1 else None,
+                                             other))
+        return {"main": parallel, "other": other}
+
+    def _feed_label(self, shards_dir):
+        manifest = shards.load_manifest(shards_dir)
+        return "%dpx, heatmaps %s" % (manifest["input_size"],
+                                     manifest["config"]["Prepare"]["heatmap_compression"])
+
+    def _feed_phase(self, prepared, online):
+        feed_dir = self.data_dir or prepared["main"].out_dir
+        label = self._feed_label(feed_dir)
+        seconds = self.sizes.feed_seconds
+        for cold in (False, True):
+            for batch in (4, 16):
+                self.say("feed: %s, batch %d, %s" % (label, batch, "cold" if cold else "warm"))
+                result = feed_bench.measure_feed(feed_dir, batch, cold, seconds,
+                                                 self.sizes.feed_repeats)
+                self._add([feed_bench.feed_row(result, label)])
+                if cold:
+                    self.notes.append("cold feed, batch %d: evicted by %s, %s of the pages "
+                                      "resident afterwards" % (
+                                          batch, result.cache_method,
+                                          "unknown" if result.resident_after is None else
+                                          "%.1f%%" % (100 * result.resident_after)))
+        self.say("feed: memory-copy bandwidth")
+        with one_core():
+            bandwidth = memcpy_bandwidth(self.sizes.memcpy_bytes)
+        per_sample = feed_bench.sample_bytes(feed_dir)
+        self._add(feed_bench.limit_rows(bandwidth, per_sample))
+        if online is not None:
+            self._add([ratio_row("ratio.feed_online", "feed warm b16 / online loader",
+                                 self.rows, "feed.warm.b16", "online.samples_per_sec",
+                                 ONLINE_RATIO_TARGET)])
+        self._add([ratio_row("ratio.feed_limit", "feed warm b16 / physical limit",
+                             self.rows, "feed.warm.b16", "feed.limit")])
+        if prepared is not None and prepared.get("other") is not None:
+            self._storage_verdict(prepared, feed_dir)
+
+    def _storage_verdict(self, prepared, feed_dir):
+        """gzip vs none heatmaps: bytes saved against feed speed where the data will live."""
+        results = {}
+        for which in ("main", "other"):
+            result = prepared[which]
+            compression = result.heatmap_compression
+            label = self._feed_label(result.out_dir)
+            for cold in (False, True):
+                if result.out_dir == feed_dir:
+                    key = "feed.%s.b16" % ("cold" if cold else "warm")
+                    results[(compression, cold)] = key
+                    continue
+                self.say("feed: %s, batch 16, %s" % (label, "cold" if cold else "warm"))
+                feed = feed_bench.measure_feed(result.out_dir, 16, cold,
+                                               self.sizes.feed_seconds,
+                                               self.sizes.feed_repeats)
+                key = "%s.heatmaps_%s" % (feed_bench.feed_key(feed), compression)
+                self._add([feed_bench.feed_row(feed, label, key)._replace(phase="storage")])
+                results[(compression, cold)] = key
+        memory = physical_memory_bytes()
+        persons = self.source.train_persons
+        regime = {}
+        for which in ("main", "other"):
+            result = prepared[which]
+            compression = result.heatmap_compression
+            full = persons * prepare_bench.VARIANTS * result.bytes_per_sample
+            self._add([make_row("storage.full.%s" % compression, "storage",
+                                "whole train split (%d persons x %d variants), heatmaps %s"
+                                % (persons, prepare_bench.VARIANTS, compression),
+                                full / 1e9, "GB")])
+            regime[compression] = memory is not None and full <= FITS_IN_MEMORY * memory
+        if memory is not None:
+            self._add([make_row("storage.ram", "storage", "physical memory (page-cache "
+                                "ceiling)", memory / 1e9, "GB")])
+        gzip_key = results[("gzip", not regime["gzip"])]
+        none_key = results[("none", not regime["none"])]
+        verdict = ratio_row("storage.verdict", "heatmaps gzip / none, feed b16 where the "
+                            "whole set lives (gzip %s, none %s)" % (
+                                "warm" if regime["gzip"] else "cold",
+                                "warm" if regime["none"] else "cold"),
+                            self.rows, gzip_key, none_key, phase="storage")
+        winner = "gzip" if verdict.value > 1.0 else "none"
+        verdict = verdict._replace(what=verdict.what + ": %s pays" % winner)
+        self._add([verdict])
+        by_key = {row.key: row for row in self.rows}
+        self.notes.append(
+            "heatmap storage: gzip-1 saves %.0f B/sample (%.0f%%) on disk; the whole train "
+            "split at 8 variants is %.1f GB (gzip) / %.1f GB (none) against %.1f GB RAM, so "
+            "training reads it %s; there gzip feeds %.0f images/s and none %.0f: %s pays" % (
+                by_key["prepare.bytes.none"].value - by_key["prepare.bytes.gzip"].value,
+                100 * (1 - by_key["prepare.bytes.gzip"].value
+                       / by_key["prepare.bytes.none"].value),
+                by_key["storage.full.gzip"].value, by_key["storage.full.none"].value,
+                (memory or 0) / 1e9,
+                "from the page cache" if regime["gzip"] and regime["none"]
+                else "from disk (cold)" if not (regime["gzip"] or regime["none"])
+                else "warm for one storage and cold for the other",
+                by_key[gzip_key].value, by_key[none_key].value, winner))
+
+    def _train_shards(self, cfg, name, prepared):
+        size = (cfg["DataSetHG"]["img_size"], cfg["DataSetHG"]["hm_size"])
+        candidates = [self.data_dir] if self.data_dir else []
+        if prepared is not None:
+            candidates.append(prepared["main"].out_dir)
+        for directory in candidates:
+            manifest = shards.load_manifest(directory)
+            if (manifest["input_size"], manifest["heatmap_size"]) == size:
+                return directory
+        self.say("train %s: preparing %d samples at %dpx" % (name, self.sizes.train_samples,
+                                                           size[0]))
+        shard_cfg = prepare_bench.bench_config(
+            cfg, prepare_bench.shard_size_for(self.sizes.train_samples, self.cores))
+        return self._prepare(shard_cfg, self.sizes.train_samples, self.cores,
+                             "train_shards_%s" % name, quiet=True).out_dir
+
+    def _train_phase(self, prepared):
+        for path in self.train_configs:
+            name = _config_name(path)
+            cfg = load_config(path)
+            shards_dir = self._train_shards(cfg, name, prepared)
+            steps = self.sizes.train_steps.get(name, min(self.sizes.train_steps.values()))
+            self.say("train %s: %d steps (%s)" % (name, steps, path))
+            result = train_bench.measure_train(
+                cfg, name, shards_dir, steps, os.path.join(self.work, "logdir_%s" % name),
+                echo=self.log, progress=self.progress)
+            self._add(train_bench.train_rows(result))
+            self.say("train %s: %.2f images/s, input wait %.2f%%" % (
+                name, result.images_per_sec, 100 * result.input_wait))
+        self.notes.append("train GFLOP: convolutions only (Conv2D forward; "
+                          "Conv2DBackpropInput/Filter backward), counted from the graph that "
+                          "trained; TF uses all cores for a step")

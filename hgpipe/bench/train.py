@@ -1,0 +1,73 @@
+"""Row 4: the real Trainer for a few steps: images/s, step time, input wait, GFLOP/s.
+
+It runs :class:`hgpipe.train.trainer.Trainer` unchanged (prefetch thread, feed_dict,
+RMSProp step) on shards of the config's own crop size, with validation off, and reads
+its ``train_summary.json`` numbers (first step - graph warm-up - excluded). FLOPs are
+counted from the very graph that trained (:mod:`hgpipe.bench.flops`), so GFLOP/s is
+(forward + backward FLOPs per image) x images/s.
+"""
+import copy
+import os
+from typing import NamedTuple
+
+from hgpipe.bench.flops import count_conv_flops
+from hgpipe.bench.report import make_row
+
+INPUT_WAIT_TARGET = "< 1"      # percent of step time spent waiting for input
+
+
+class TrainResult(NamedTuple):
+    name: str
+    batch_size: int
+    input_size: int
+    steps: int
+    images_per_sec: float
+    step_ms: float
+    input_wait: float           # fraction
+    forward_flops: float        # per image
+    training_flops: float       # per image, forward + backward
+    seconds: float              # whole run: graph build, initialisation, steps, checkpoint
+
+    @property
+    def gflops_per_sec(self):
+        return self.training_flops * self.images_per_sec / 1e9
+
+
+def measure_train(cfg, name, shards_dir, steps, logdir, echo, progress=True):
+    """Train ``steps`` steps from scratch in ``logdir``; returns the measured rates."""
+    from hgpipe.train.trainer import Trainer
+    cfg = copy.deepcopy(cfg)
+    cfg.set("Validation", "validate_every", 0)
+    cfg.set("Saver", "saver_step", 10 ** 9)
+    cfg.set("Train", "device", "cpu")
+    trainer = Trainer(cfg, shards_dir, logdir, device="cpu", steps=steps, resume=False,
+                      echo=echo, progress=progress)
+    summary = trainer.run()
+    graph = trainer.graph
+    flops = count_conv_flops(graph.train_op.graph, [graph.train_op, graph.loss])
+    batch = trainer.batch_size
+    return TrainResult(name, batch, trainer.input_size, summary["steps_run"],
+                       summary["images_per_sec"], summary["step_time_ms_median"],
+                       summary["input_wait_fraction"], flops.forward / batch,
+                       flops.training / batch, summary["e2e_seconds"])
+
+
+def train_rows(result):
+    tag = "train.%s" % result.name
+    label = "%s (%dpx, batch %d, %d steps, all cores)" % (
+        result.name, result.input_size, result.batch_size, result.steps)
+    return [
+        make_row(tag + ".images_per_sec", "train", label + ": images/s", result.images_per_sec,
+                 "images/s"),
+        make_row(tag + ".step_ms", "train", label + ": median step time", result.step_ms, "ms"),
+        make_row(tag + ".seconds", "train", label + ": whole run incl. graph build, init, "
+                 "first step, checkpoint", result.seconds, "s"),
+        make_row(tag + ".input_wait", "train", label + ": input wait", 100 * result.input_wait,
+                 "% of step", INPUT_WAIT_TARGET),
+        make_row(tag + ".gflop_forward", "train", "%s: model conv GFLOP per image, forward only"
+                 % result.name, result.forward_flops / 1e9, "GFLOP/image"),
+        make_row(tag + ".gflop_train", "train", "%s: conv GFLOP per image, forward + backward"
+                 % result.name, result.training_flops / 1e9, "GFLOP/image"),
+        make_row(tag + ".gflops", "train", "%s: achieved (fwd+bwd GFLOP/image x images/s)"
+                 % result.name, result.gflops_per_sec, "GFLOP/s"),
+    ]
