@@ -54,7 +54,12 @@ for para in "$@"; do
 done
 if [ -z "$data_path" ]; then echo "[Error] para \"data_path\" must be config" >&2; exit 1; fi
 
-if command -v hgpipe >/dev/null 2>&1; then HG=(hgpipe); else HG=(python3 -m hgpipe); export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"; fi
+# $PYTHON (default: the hgpipe on PATH, else python3 -m hgpipe from this checkout)
+if [ -n "${PYTHON:-}" ] || ! command -v hgpipe >/dev/null 2>&1; then
+  HG=("${PYTHON:-python3}" -m hgpipe); export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
+else
+  HG=(hgpipe)
+fi
 out="$cur_path/output/$ASCEND_DEVICE_ID"
 mkdir -p "$out"
 log="$out/train_$ASCEND_DEVICE_ID.log"

@@ -124,3 +124,35 @@ def test_train_cli_npu_without_bridge_is_one_line(shards_dir, tmp_path):
     result = train(shards_dir, str(tmp_path / "r"), "--steps", "1", "--device", "npu")
     assert result.exit_code == 1
     assert "npu_bridge" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_dataset_input_and_modelzoo_performance_script(shards_dir, tmp_path):
+    """The tf.data input layer trains through the same graph; the seed's ModelZoo
+    performance script runs end to end and writes its CaseName log."""
+    script = os.path.join(REPO_ROOT, "bin", "train_performance_1p.sh")
+    env = dict(os.environ, PYTHON=sys.executable, ASCEND_DEVICE_ID="0")
+    cfg = str(tmp_path / "tiny.cfg")
+    with open(cfg, "w") as out:
+        out.write("[Network]\nnStacks = 1\nnFeats = 16\nnLow = 2\n[Train]\nbatch_size = 4\n"
+                  "[Validation]\nvalidate_every = 3\n")
+    proc = subprocess.run(["bash", script, "--data_path=%s" % shards_dir, "--device=cpu",
+                           "--config=%s" % cfg, "--steps=3"], cwd=str(tmp_path), env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
+    output = proc.stdout.decode()
+    assert proc.returncode == 0, output
+    assert "Final Performance images/sec :" in output and "E2E Training Duration sec :" in output
+    case = os.path.join(str(tmp_path), "output", "0",
+                        "Hourglass_ID0155_for_TensorFlow_bs4_1p_perf.log")
+    fields = dict(line.split(" = ", 1) for line in open(case).read().splitlines())
+    assert set(fields) == {"Network", "RankSize", "BatchSize", "DeviceType", "CaseName",
+                           "ActualFPS", "TrainingTime", "TrainAccuracy", "ActualLoss",
+                           "E2ETrainingTime"}
+    assert float(fields["ActualFPS"]) > 0 and fields["BatchSize"] == "4"
+
+    logdir = os.path.join(str(tmp_path), "output", "0", "ckpt")
+    result = cli_runner().invoke(main, ["train", "--data", shards_dir, "--logdir", logdir,
+                                        "--config", cfg, "--steps", "5", "--input", "dataset"],
+                                 catch_exceptions=False)
+    assert result.exit_code == 0, result.output + result.stderr
+    summary = json.load(open(os.path.join(logdir, "train_summary.json")))
+    assert summary["input_mode"] == "dataset" and summary["global_step"] == 5

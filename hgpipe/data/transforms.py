@@ -58,9 +58,11 @@ def image_to_crop_affine(center, scale, input_size, aug=PLAIN):
 
 
 def invert_affine(affine):
-    """Inverse of a 2x3 affine, as a 2x3 affine."""
-    full = np.vstack([affine, [0.0, 0.0, 1.0]])
-    return np.linalg.inv(full)[:2]
+    """Inverse of a 2x3 affine (or of a stack of them, shape (..., 2, 3))."""
+    affine = np.asarray(affine, dtype=np.float64)
+    linear = np.linalg.inv(affine[..., :2])
+    shift = -np.einsum("...ij,...j->...i", linear, affine[..., 2])
+    return np.concatenate([linear, shift[..., None]], axis=-1)
 
 
 def apply_affine(affine, points):

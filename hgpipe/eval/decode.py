@@ -10,6 +10,9 @@ one-pixel shift (the shift some code bases add comes from a frame without the
 """
 import numpy as np
 
+# the frame conversions live with the rest of the crop geometry; re-exported here for
+# callers that decode
+from hgpipe.data.transforms import crop_to_heatmap, heatmap_to_crop, invert_affine  # noqa: F401
 from hgpipe.joints import FLIP_PERMUTATION, NUM_JOINTS
 
 QUARTER_STEP = 0.25
@@ -61,26 +64,6 @@ def flip_back(heatmaps):
     return heatmaps[..., ::-1, :][..., list(FLIP_PERMUTATION)]
 
 
-def _stride(input_size, heatmap_size):
-    input_size, heatmap_size = float(input_size), float(heatmap_size)
-    if input_size <= 0 or heatmap_size <= 0:
-        raise ValueError("sizes must be positive, got input %g heatmap %g"
-                         % (input_size, heatmap_size))
-    return input_size / heatmap_size
-
-
-def heatmap_to_crop(coords, input_size, heatmap_size):
-    """Heatmap pixels -> crop pixels: ``stride * h + (stride - 1) / 2`` (pixel centres)."""
-    stride = _stride(input_size, heatmap_size)
-    return np.asarray(coords, dtype=np.float64) * stride + (stride - 1.0) / 2.0
-
-
-def crop_to_heatmap(coords, input_size, heatmap_size):
-    """Crop pixels -> heatmap pixels (inverse of :func:`heatmap_to_crop`)."""
-    stride = _stride(input_size, heatmap_size)
-    return (np.asarray(coords, dtype=np.float64) - (stride - 1.0) / 2.0) / stride
-
-
 def crop_to_image_coords(coords, affine):
     """(N, J, 2) crop pixels -> image pixels with each sample's (N, 2, 3) ``crop_to_image``."""
     coords = np.asarray(coords, dtype=np.float64)
@@ -89,14 +72,6 @@ def crop_to_image_coords(coords, affine):
         raise ValueError("affine must be (N, 2, 3) for coords %s, got %s"
                          % (coords.shape, affine.shape))
     return np.einsum("nij,nkj->nki", affine[..., :2], coords) + affine[:, None, :, 2]
-
-
-def invert_affine(affine):
-    """Invert (N, 2, 3) affines, e.g. ``crop_to_image`` -> ``image_to_crop``."""
-    affine = np.asarray(affine, dtype=np.float64)
-    linear = np.linalg.inv(affine[..., :2])
-    shift = -np.einsum("nij,nj->ni", linear, affine[..., 2])
-    return np.concatenate([linear, shift[..., None]], axis=-1)
 
 
 def heatmaps_to_image_coords(heatmaps, affine, input_size):
