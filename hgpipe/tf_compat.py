@@ -43,15 +43,9 @@ def import_tf():
     if os.environ.get("HGPIPE_QUIET_TF"):
         # deprecation notices about TF's own internals mean nothing to hgpipe's users
         tf_v1.logging.set_verbosity(tf_v1.logging.ERROR)
-    if tf_major_version(tensorflow.__version__) >= 2:
-        tf_v1.disable_v2_behavior()
+    # On TF 2.x this is what makes compat.v1 behave like TF 1. On TF 1.15 it is a no-op
+    # unless the environment asks for v2 behaviour (TF2_BEHAVIOR=1, which importing TF
+    # 2.x sets and hands down to child processes): then it matters there too.
+    tf_v1.disable_v2_behavior()
     _TF_V1 = tf_v1
     return tf_v1
-
-
-def tf_major_version(version_string):
-    """Major version number of a TensorFlow version string such as ``'1.15.0'``."""
-    head = str(version_string).split(".", 1)[0]
-    if not head.isdigit():
-        raise ValueError("tf_compat: cannot read a major version from %r" % (version_string,))
-    return int(head)

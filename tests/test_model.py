@@ -57,15 +57,6 @@ def test_import_tf_without_tensorflow_explains_how_to_install(monkeypatch):
     assert "Ascend" in str(info.value)
 
 
-def test_tf_major_version():
-    assert tf_compat.tf_major_version("1.15.0") == 1
-    assert tf_compat.tf_major_version("2.21.0") == 2
-    with pytest.raises(ValueError):
-        tf_compat.tf_major_version("nightly")
-
-
-# ----------------------------------------------------------------------------- parameter counts
-
 def expected_parameter_count(n_stacks, n_feats, n_modules=1, n_low=4, n_joints=16, tiny=False):
     """Count from the layer list of bearpaw's HourglassNet (conv weight + bias, BN gamma +
     beta), written independently of the TF code."""

@@ -133,10 +133,11 @@ def pck_command(predictions_path, gt_path, checkpoint, data_dir, config_path, fl
                                  param_hint="--threshold")
     try:
         if checkpoint:
+            shards_gt = read_ground_truth(data_dir)  # fails early, before the model is built
             with user_errors():
-                preds, label = _predict_checkpoint(checkpoint, data_dir, config_path, flip,
-                                                   batch_size, out_path)
-            gt = read_ground_truth(gt_path or data_dir)
+                preds, label = _predict_checkpoint(checkpoint, data_dir, shards_gt,
+                                                   config_path, flip, batch_size, out_path)
+            gt = read_ground_truth(gt_path) if gt_path else shards_gt
         else:
             preds = load_predictions(predictions_path)
             gt = read_ground_truth(gt_path)
@@ -148,26 +149,26 @@ def pck_command(predictions_path, gt_path, checkpoint, data_dir, config_path, fl
         raise click.ClickException(str(error))
 
 
-def _predict_checkpoint(checkpoint, data_dir, config_path, flip, batch_size, out_path):
-    """Run the checkpoint over the val shards, write the predictions file, return
-    (Predictions, table label)."""
+def _predict_checkpoint(checkpoint, data_dir, shards_gt, config_path, flip, batch_size,
+                        out_path):
+    """Run the checkpoint over the val shards, write the predictions file (with the
+    shards' person ids), return (Predictions, table label)."""
     from hgpipe.eval.checkpoint import load_checkpoint_config, load_model, resolve_checkpoint
     from hgpipe.eval.predict import predict_shards
 
     prefix = resolve_checkpoint(checkpoint)
     cfg = load_checkpoint_config(prefix, config_path)
     batch_size = batch_size or cfg["Train"]["batch_size"]
-    gt_ids = read_ground_truth(data_dir)  # fails early, before the model is built
     out_path = out_path or os.path.join(os.path.dirname(prefix) or ".",
                                         DEFAULT_PREDICTIONS_NAME)
     with load_model(prefix, cfg, batch_size) as model:
         click.echo("model: %s (%d px input, batch %d, flip test %s)" % (
             prefix, model.input_size, batch_size, "on" if flip else "off"))
         coords, _ = predict_shards(model, data_dir, flip)
-    write_predictions(out_path, coords, gt_ids.annolist_index, gt_ids.person_index,
+    write_predictions(out_path, coords, shards_gt.annolist_index, shards_gt.person_index,
                       attrs={"checkpoint": prefix, "shards": data_dir, "flip_test": flip})
     click.echo("predictions: %s (%d persons)" % (out_path, len(coords)))
-    return (Predictions(coords, out_path, gt_ids.annolist_index, gt_ids.person_index),
+    return (Predictions(coords, out_path, shards_gt.annolist_index, shards_gt.person_index),
             _short_name(prefix))
 
 

@@ -33,7 +33,6 @@ from typing import NamedTuple, Optional, Tuple
 import h5py
 import numpy as np
 
-from hgpipe import atomic
 from hgpipe.atomic import atomic_path
 from hgpipe.joints import NUM_JOINTS
 
@@ -334,8 +333,3 @@ def _load_mat(path):
 def _keys(container):
     names = sorted(k for k in container.keys() if not k.startswith("__"))
     return ", ".join(names) if names else "nothing"
-
-
-def write_json_atomic(path, data):
-    """JSON in the given key order, written atomically (kept for callers of this name)."""
-    atomic.write_json(path, data, sort_keys=False)
