@@ -83,6 +83,9 @@ def plan_shards(records, cfg, locator):
     skipped = []
     by_split = {"train": collections.OrderedDict(), "val": []}
     for record in records:
+        if len(record.image_name.encode("utf-8")) > schema.MAX_IMAGE_NAME:
+            skipped.append((record, "image name longer than %d bytes" % schema.MAX_IMAGE_NAME))
+            continue
         path = locator.find(record.image_name)
         if path is None:
             skipped.append((record, "image not found in %s" % locator.images_dir))

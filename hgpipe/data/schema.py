@@ -25,6 +25,7 @@ from hgpipe.joints import NUM_JOINTS
 
 SCHEMA_VERSION = 1
 HEATMAP_SCALE = 255.0  # stored uint8 value = round(gaussian * HEATMAP_SCALE)
+MAX_IMAGE_NAME = 64    # bytes of an image file name kept in a shard (longer: skipped)
 
 SPLITS = ("train", "val")
 
@@ -46,7 +47,7 @@ def datasets(input_size, heatmap_size, split):
         "scale": ((), np.float32, "crop scale: box side = 200 * scale (after x1.25)"),
         "rotation": ((), np.float32, "augmentation rotation, degrees counter-clockwise"),
         "flipped": ((), np.uint8, "1 if the crop was mirrored (joints already swapped)"),
-        "image_name": ((), "S32", "source image file name"),
+        "image_name": ((), "S%d" % MAX_IMAGE_NAME, "source image file name (UTF-8)"),
         "annolist_index": ((), np.int32, "1-based official annolist index (-1 unknown)"),
         "person_index": ((), np.int32, "1-based official annorect index (-1 unknown)"),
     }

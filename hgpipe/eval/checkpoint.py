@@ -157,7 +157,24 @@ def _first_line(exc):
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-class LoadedModel(object):
+class SessionModel(object):
+    """Owns a tf Session: ``close()`` it, or use it as a context manager."""
+
+    session = None
+
+    def close(self):
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class LoadedModel(SessionModel):
     """A restored inference network in its own graph and session.
 
     ``run(images)`` maps an (N, S, S, 3) batch (uint8 0-255, or float32 0-1 when built
@@ -192,17 +209,6 @@ class LoadedModel(object):
             raise ValueError("this model takes uint8 images (0-255), got %s" % images.dtype)
         images = images.astype(self.input_dtype, copy=False)
         return self.session.run(self.heatmaps, {self.images: images})
-
-    def close(self):
-        if self.session is not None:
-            self.session.close()
-            self.session = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def load_model(checkpoint, cfg, batch_size=None, input_dtype="uint8"):

@@ -22,6 +22,7 @@ import tempfile
 import numpy as np
 
 from hgpipe import atomic
+from hgpipe.eval.checkpoint import SessionModel
 from hgpipe.model.inference import INPUT_NODE, OUTPUT_NODE
 from hgpipe.tf_compat import import_tf
 
@@ -121,7 +122,7 @@ def write_saved_model(model, export_dir):
         shutil.rmtree(staging, ignore_errors=True)
 
 
-class FrozenModel(object):
+class FrozenModel(SessionModel):
     """A frozen graph loaded for running: ``run(images) -> heatmaps``, like LoadedModel."""
 
     def __init__(self, path, graph, session, images, heatmaps):
@@ -135,17 +136,6 @@ class FrozenModel(object):
     def run(self, images):
         images = np.asarray(images).astype(self.input_dtype, copy=False)
         return self.session.run(self.heatmaps, {self.images: images})
-
-    def close(self):
-        if self.session is not None:
-            self.session.close()
-            self.session = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def load_frozen_graph(path):
