@@ -69,3 +69,29 @@ def cli_runner():
         return CliRunner(mix_stderr=False)
     except TypeError:
         return CliRunner()
+
+
+@pytest.fixture(scope="module")
+def other_runtime():
+    """The other runtime's Python (HGPIPE_OTHER_PYTHON), checked before a module's costly
+    fixtures are built; skips where it is not set."""
+    from cross_runtime import other_python
+    return other_python()
+
+
+def prepare_synthetic_shards(tmp_path_factory, n_images, seed, *settings):
+    """A small synthetic dataset prepared into 64 px shards; returns the shards dir.
+    ``settings`` are extra ``Section.key=value`` config overrides."""
+    from click.testing import CliRunner
+    from hgpipe.cli import main
+
+    root, _ = make_synthetic_mpii(str(tmp_path_factory.mktemp("data")), n_images=n_images,
+                                  seed=seed)
+    out = str(tmp_path_factory.mktemp("shards"))
+    args = ["prepare", "--mpii", root, "--out", out, "--workers", "1",
+            "--set", "DataSetHG.img_size=64", "--set", "DataSetHG.hm_size=16"]
+    for item in settings:
+        args += ["--set", item]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    return out

@@ -3,23 +3,15 @@ import threading
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from conftest import make_synthetic_mpii
-from hgpipe.cli import main
+from conftest import prepare_synthetic_shards
 from hgpipe.train.feeder import Prefetcher, ShardBatches, aligned_empty
 
 
 @pytest.fixture(scope="module")
 def shards_dir(tmp_path_factory):
-    root, _ = make_synthetic_mpii(str(tmp_path_factory.mktemp("d")), n_images=12, seed=5)
-    out = str(tmp_path_factory.mktemp("s"))
-    result = CliRunner().invoke(main, [
-        "prepare", "--mpii", root, "--out", out, "--workers", "1",
-        "--set", "Prepare.variants=3", "--set", "Prepare.shard_size=10",
-        "--set", "DataSetHG.img_size=64", "--set", "DataSetHG.hm_size=16"])
-    assert result.exit_code == 0, result.output
-    return out
+    return prepare_synthetic_shards(tmp_path_factory, 12, 5, "Prepare.variants=3",
+                                    "Prepare.shard_size=10")
 
 
 def _ids(batch):

@@ -9,7 +9,6 @@ it the test is skipped.
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import h5py
@@ -20,6 +19,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:  # when run as the other runtime's worker script
     sys.path.insert(0, REPO_ROOT)
 
+from cross_runtime import run_worker, worker_main  # noqa: E402
 from hgpipe.config import load_config  # noqa: E402
 from hgpipe.eval.checkpoint import (  # noqa: E402
     CheckpointError, find_config, load_model, resolve_checkpoint)
@@ -83,51 +83,6 @@ def checkpoint_outputs(prefix, images):
         return model.run(images)
 
 
-def other_python():
-    """The other runtime's interpreter from HGPIPE_OTHER_PYTHON, or skip."""
-    path = os.environ.get("HGPIPE_OTHER_PYTHON", "").strip()
-    if not path:
-        pytest.skip("HGPIPE_OTHER_PYTHON is not set: it names the other runtime's python "
-                    "(bin/test sets it per lane) for the cross-runtime checks")
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        pytest.fail("HGPIPE_OTHER_PYTHON=%s is not an executable file" % path)
-    return path
-
-
-# Set in os.environ by ``import tensorflow`` 2.x (and cv2) and inherited by children:
-# TF2_BEHAVIOR=1 would switch a TF 1.15 child into eager mode, and LD_LIBRARY_PATH
-# would point it at this venv's libraries.
-LEAKED_BY_TENSORFLOW = ("TF2_BEHAVIOR", "TPU_ML_PLATFORM", "TPU_ML_PLATFORM_VERSION",
-                        "ENABLE_RUNTIME_UPTIME_TELEMETRY")
-
-
-def worker_env():
-    """This process's environment, minus what our own imports put there, with the
-    repository on PYTHONPATH."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in LEAKED_BY_TENSORFLOW and k != "HGPIPE_OTHER_PYTHON"}
-    prefix = os.path.realpath(sys.prefix)
-    libraries = [p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep)
-                 if p and not os.path.realpath(p).startswith(prefix)]
-    if libraries:
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(libraries)
-    else:
-        env.pop("LD_LIBRARY_PATH", None)
-    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join([REPO_ROOT] + paths)
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    return env
-
-
-def run_worker(python, script, *args):
-    """Run ``script`` (a test file's worker mode) under ``python``; returns the JSON dict
-    it prints last."""
-    proc = subprocess.run([python, script] + [str(a) for a in args], env=worker_env(),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
-    assert proc.returncode == 0, proc.stderr.decode("utf-8", "replace")[-3000:]
-    return json.loads(proc.stdout.decode("utf-8").strip().splitlines()[-1])
-
-
 # --------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
@@ -135,12 +90,6 @@ def logdir(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("run"))
     write_training_checkpoint(path)
     return path
-
-
-@pytest.fixture(scope="module")
-def other_runtime():
-    """HGPIPE_OTHER_PYTHON, checked before the (costly) module fixtures are built."""
-    return other_python()
 
 
 @pytest.fixture(scope="module")
@@ -413,6 +362,4 @@ def _worker_cross_checkpoint(folder, ours):
 
 if __name__ == "__main__":
     # worker mode for the cross-runtime test: python tests/test_pck_checkpoint.py CMD ARGS
-    if sys.argv[1] != "cross-checkpoint":
-        raise SystemExit("unknown worker command %r" % sys.argv[1])
-    print(json.dumps(_worker_cross_checkpoint(*sys.argv[2:])))
+    worker_main({"cross-checkpoint": _worker_cross_checkpoint})

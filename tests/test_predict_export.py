@@ -26,7 +26,7 @@ from hgpipe.eval.checkpoint import load_model  # noqa: E402
 from hgpipe.eval.export import ExportError, load_frozen_graph  # noqa: E402
 from hgpipe.joints import JOINT_NAMES  # noqa: E402
 from hgpipe.tf_compat import import_tf  # noqa: E402
-from test_pck_checkpoint import other_python, run_worker  # noqa: E402
+from cross_runtime import run_worker, worker_main  # noqa: E402
 
 TINY = ["DataSetHG.img_size=64", "DataSetHG.hm_size=16", "Network.nStacks=2",
         "Network.nFeats=16", "Network.nLow=2", "Network.dropout_rate=0.0"]
@@ -79,12 +79,6 @@ def one_error_line(result, code=1):
     lines = result.output.strip().splitlines()
     assert lines[-1].startswith("Error: ")
     return lines[-1]
-
-
-@pytest.fixture(scope="module")
-def other_runtime():
-    """HGPIPE_OTHER_PYTHON, checked before the module fixtures are built."""
-    return other_python()
 
 
 @pytest.fixture(scope="module")
@@ -380,6 +374,4 @@ def _worker_cross_export(folder, checkpoint):
 
 if __name__ == "__main__":
     # worker mode for the cross-runtime test: python tests/test_predict_export.py CMD ARGS
-    if sys.argv[1] != "cross-export":
-        raise SystemExit("unknown worker command %r" % sys.argv[1])
-    print(json.dumps(_worker_cross_export(*sys.argv[2:])))
+    worker_main({"cross-export": _worker_cross_export})

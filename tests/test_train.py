@@ -7,9 +7,8 @@ import sys
 import time
 
 import pytest
-from click.testing import CliRunner
 
-from conftest import REPO_ROOT, cli_runner, make_synthetic_mpii
+from conftest import REPO_ROOT, cli_runner, prepare_synthetic_shards
 from hgpipe.cli import main
 
 TINY = ["--set", "Network.nStacks=2", "--set", "Network.nFeats=16", "--set", "Network.nLow=2",
@@ -19,14 +18,7 @@ TINY = ["--set", "Network.nStacks=2", "--set", "Network.nFeats=16", "--set", "Ne
 
 @pytest.fixture(scope="module")
 def shards_dir(tmp_path_factory):
-    root, _ = make_synthetic_mpii(str(tmp_path_factory.mktemp("d")), n_images=9, seed=3)
-    out = str(tmp_path_factory.mktemp("s"))
-    result = CliRunner().invoke(main, [
-        "prepare", "--mpii", root, "--out", out, "--workers", "1",
-        "--set", "Prepare.variants=4", "--set", "DataSetHG.img_size=64",
-        "--set", "DataSetHG.hm_size=16"])
-    assert result.exit_code == 0, result.output
-    return out
+    return prepare_synthetic_shards(tmp_path_factory, 9, 3, "Prepare.variants=4")
 
 
 def train(shards_dir, logdir, *extra):
