@@ -203,7 +203,10 @@ def existing_entry(task, out_dir):
     if not os.path.exists(path):
         return None
     attrs = shards.read_shard_attrs(path)
-    if attrs is None or attrs.get("fingerprint") != task.fingerprint:
+    if attrs is None:
+        raise PrepareError("%s: exists but cannot be read (damaged?); use --overwrite to "
+                           "rebuild it" % path)
+    if attrs.get("fingerprint") != task.fingerprint:
         raise PrepareError(
             "%s: holds a shard of a different dataset or config; use a new --out "
             "directory or --overwrite" % path)

@@ -33,6 +33,15 @@ def aligned_empty(shape, dtype, alignment=64):
     return raw[offset:offset + nbytes].view(dtype).reshape(shape)
 
 
+def _open_shard(path):
+    try:
+        return h5py.File(path, "r")
+    except (OSError, IOError) as exc:
+        raise shards.ShardError("%s: cannot read this shard (%s); check the directory with "
+                                "'hgpipe inspect --verify' and rerun 'hgpipe prepare'"
+                                % (path, str(exc).split("(")[0].strip() or exc))
+
+
 class ShardBatches(object):
     """Fixed-shape batches from a split's shards, shuffled across and within shards.
 
@@ -55,7 +64,7 @@ class ShardBatches(object):
         self.fields = tuple(fields)
         self.shuffle = shuffle
         self.seed = int(seed)
-        self._files = [h5py.File(p, "r") for p in self.paths]
+        self._files = [_open_shard(p) for p in self.paths]
         self.counts = [f["images"].shape[0] for f in self._files]
         self.total = sum(self.counts)
         if self.batches_per_epoch == 0:
