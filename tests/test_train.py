@@ -13,7 +13,8 @@ from hgpipe.cli import main
 
 TINY = ["--set", "Network.nStacks=2", "--set", "Network.nFeats=16", "--set", "Network.nLow=2",
         "--set", "Train.batch_size=4", "--set", "Train.log_every=1",
-        "--set", "Validation.validate_every=4", "--set", "Saver.saver_step=4"]
+        "--set", "Validation.validate_every=4", "--set", "Saver.saver_step=4",
+        "--set", "Saver.keep_checkpoints=3"]
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,21 @@ def test_train_reports_metrics_resumes_and_guards_logdir(shards_dir, tmp_path):
     assert "resumed from" in result.output and "model.ckpt-6" in result.output
     summary = json.load(open(os.path.join(logdir, "train_summary.json")))
     assert summary["global_step"] == 9 and summary["steps_run"] == 3
+    # saved at 4, 6 (end), 8, 9 (end): the last three are kept, across the resume too
+    kept = sorted(n for n in os.listdir(logdir) if n.endswith(".index"))
+    assert kept == ["model.ckpt-6.index", "model.ckpt-8.index", "model.ckpt-9.index"]
+
+    # TensorBoard got what the run measured
+    from hgpipe.tf_compat import import_tf
+    tf = import_tf()
+    tags = set()
+    events = os.path.join(logdir, "train")
+    for name in os.listdir(events):
+        for event in tf.train.summary_iterator(os.path.join(events, name)):
+            tags.update(v.tag for v in event.summary.value)
+    assert {"loss/total", "loss/stack0", "loss/stack1", "learning_rate",
+            "perf/images_per_sec", "perf/input_wait_fraction", "perf/step_time_ms",
+            "val/PCKh_mean", "val/predictions"} <= tags
 
     # a logdir belongs to one network: another architecture is refused, nothing touched
     result = train(shards_dir, logdir, "--steps", "12", "--set", "Network.nFeats=32")

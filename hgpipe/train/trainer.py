@@ -136,6 +136,12 @@ class Trainer(object):
         latest = tf.train.latest_checkpoint(self.logdir) if self.resume else None
         if latest:
             self.graph.saver.restore(sess, latest)
+            # a new Saver forgets the previous run's checkpoints: hand them over, so that
+            # keep_checkpoints holds across resumes instead of per process
+            state = tf.train.get_checkpoint_state(self.logdir)
+            if state is not None:
+                self.graph.saver.recover_last_checkpoints(
+                    list(state.all_model_checkpoint_paths))
             self.echo("resumed from %s" % latest)
         else:
             sess.run(tf.global_variables_initializer())
