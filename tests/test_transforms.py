@@ -114,3 +114,34 @@ def test_colour_transform_swaps_channels_and_saturates():
     bright = np.full((2, 2, 3), 250, np.uint8)
     assert bgr_to_rgb_with_gains(bright, (1.2, 1, 1))[0, 0, 0] == 255
 
+
+
+def test_reduced_decode_gives_the_same_crop(tmp_path):
+    """prepare decodes big images at 1/2..1/8 size when every crop shrinks them anyway:
+    the crop must be the same picture, in the same place."""
+    import cv2
+    from hgpipe.data.images import decode_image
+    from hgpipe.data.transforms import crop_zoom, decode_reduction
+
+    rng = np.random.RandomState(2)
+    image = cv2.GaussianBlur(rng.randint(0, 255, (900, 1200, 3)).astype(np.uint8), (0, 0), 4)
+    cv2.circle(image, (700, 400), 9, (255, 255, 255), -1)   # 0-based centre (700, 400)
+    path = str(tmp_path / "big.jpg")
+    cv2.imwrite(path, image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    record = make_record("big.jpg", np.tile([701.0, 401.0], (16, 1)), np.ones(16, bool),
+                         center=(650, 380), scale=4.0)
+    augs = [PLAIN, Augmentation(20.0, 0.9, True)]
+    reduction = decode_reduction([crop_zoom(record, a, 256) for a in augs])
+    assert reduction == 2
+    full, small = decode_image(path), decode_image(path, reduction)
+    assert small.shape[:2] == (450, 600)
+    for aug in augs:
+        a = make_sample(full, record, aug, 256, 64, 1.0)
+        b = make_sample(small, record, aug, 256, 64, 1.0, reduction)
+        assert np.abs(a["images"].astype(int) - b["images"].astype(int)).mean() < 3.0
+        joint = heatmap_to_crop(a["joints"][0].astype(np.float64), 256, 64)
+        for sample in (a, b):
+            disc = sample["images"][..., 1].astype(np.float64)
+            disc = np.where(disc > 200, disc, 0)
+            assert np.allclose(_centroid(disc), joint, atol=0.35)
+    assert decode_reduction([0.05]) == 8 and decode_reduction([0.6]) == 1

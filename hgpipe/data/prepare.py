@@ -23,8 +23,8 @@ import numpy as np
 from hgpipe import __version__, atomic
 from hgpipe.data import schema, shards
 from hgpipe.data.images import ImageError, ImageLocator, decode_image
-from hgpipe.data.transforms import (PLAIN, make_sample, person_rng, quantize_heatmaps,
-                                    sample_augmentation)
+from hgpipe.data.transforms import (PLAIN, crop_zoom, decode_reduction, make_sample,
+                                    person_rng, quantize_heatmaps, sample_augmentation)
 
 
 class PrepareError(ValueError):
@@ -149,18 +149,22 @@ def build_shard(task, settings, out_dir, progress=None):
     if task.split == "train":
         slots = np.random.RandomState(int(task.fingerprint[:8], 16)).permutation(task.samples)
     for job in task.jobs:
+        augmentations = [(record, _augmentations(record, task.split, settings))
+                         for record in job.records]
+        reduction = decode_reduction([crop_zoom(r, aug, input_size)
+                                      for r, augs in augmentations for aug in augs])
         try:
-            image = decode_image(job.path)
+            image = decode_image(job.path, reduction)
         except ImageError as exc:
             skipped.extend((r.describe(), str(exc)) for r in job.records)
             if progress is not None:
                 progress.put(len(job.records) * (settings["variants"] if task.split == "train" else 1))
             continue
         done = 0
-        for record in job.records:
-            for aug in _augmentations(record, task.split, settings):
+        for record, augs in augmentations:
+            for aug in augs:
                 sample = make_sample(image, record, aug, input_size, heatmap_size,
-                                     settings["sigma"])
+                                     settings["sigma"], reduction)
                 sample["heatmaps"] = quantize_heatmaps(sample["heatmaps"], schema.HEATMAP_SCALE)
                 sample["image_name"] = record.image_name.encode("utf-8")
                 sample["annolist_index"] = record.annolist_index

@@ -152,17 +152,40 @@ def bgr_to_rgb_with_gains(crop_bgr, gains=(1.0, 1.0, 1.0)):
     return cv2.transform(crop_bgr, matrix)
 
 
-def make_sample(image_bgr, record, aug, input_size, heatmap_size, sigma):
+def crop_zoom(record, aug, input_size):
+    """Crop pixels per image pixel of this sample (< 1: the crop shrinks the image)."""
+    _center, scale = hourglass_box(record.center, record.scale)
+    return input_size / (BOX_PIXELS * scale * aug.scale)
+
+
+def decode_reduction(zooms, largest=8):
+    """The largest 1/2^k decode size that still leaves every crop shrinking (or 1:1).
+
+    With zoom z, a crop takes 1/z image pixels per crop pixel: decoding at 1/f of the
+    size is free of loss while f <= 1/z, and it is several times faster.
+    """
+    reduction = 1
+    while reduction < largest and 2 * reduction * max(zooms) <= 1.0:
+        reduction *= 2
+    return reduction
+
+
+def make_sample(image_bgr, record, aug, input_size, heatmap_size, sigma, reduction=1):
     """One training/validation sample from a decoded image and a person record.
 
+    ``reduction`` is the factor the image was decoded smaller by (see
+    :func:`hgpipe.data.images.decode_image`); coordinates stay those of the full image.
     Returns a dict with the per-sample arrays of the shard schema (image, heatmaps as
     float, joints in heatmap pixels, weights, crop_to_image, center, scale, ...).
     """
     center, scale = hourglass_box(record.center, record.scale)
     to_crop = image_to_crop_affine(center, scale, input_size, aug)
-    # cv2 works in 0-based pixels: fold the 1-based shift into the matrix.
+    # cv2 works in 0-based pixels of the decoded image: full 0-based = image - 1, and
+    # reduced pixel r has full 0-based centre f*r + (f-1)/2; fold both into the matrix.
+    f = float(reduction)
     to_crop_0 = to_crop.copy()
-    to_crop_0[:, 2] += to_crop[:, :2].sum(axis=1)
+    to_crop_0[:, 2] += to_crop[:, :2].dot([1.0 + (f - 1.0) / 2.0] * 2)
+    to_crop_0[:, :2] *= f
     crop = bgr_to_rgb_with_gains(warp_crop(image_bgr, to_crop_0, input_size), aug.gains)
 
     joints_crop = apply_affine(to_crop, record.joints)
