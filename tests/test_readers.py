@@ -13,7 +13,7 @@ from hgpipe.data import split as val_split
 from hgpipe.data.readers import (AnnotationError, find_annotation_file, read_annotations,
                                  read_dataset_txt, read_hrnet_json, read_mpii_json,
                                  read_release_mat, read_val_detections_mat,
-                                 summarize_skipped, validate_records, write_dataset_txt)
+                                 validate_records, write_dataset_txt)
 from hgpipe.data.records import make_record
 from hgpipe.data.transforms import hourglass_box
 from hgpipe.joints import HEAD_TOP, NUM_JOINTS, UPPER_NECK
@@ -543,6 +543,3 @@ def test_validate_records_sorts_and_explains():
     assert [r.image_name for r, _ in skipped] == ["a.jpg", "b.jpg", "c.jpg"]
     assert "scale" in skipped[0][1] and "centre" in skipped[1][1]
     assert skipped[2][1] == "no annotated joints"
-    lines = summarize_skipped(skipped + [(no_scale, skipped[0][1])])
-    assert lines[0].startswith("2 skipped: scale") and "a.jpg" in lines[0]
-    assert len(lines) == 3

@@ -282,10 +282,10 @@ def summarize_skipped(skipped_pairs):
     """Counts of skipped persons by reason (reasons naming a file grouped by kind)."""
     counts = collections.Counter()
     for _who, reason in skipped_pairs:
-        kind = reason.split(": ", 1)[-1] if reason.startswith(os.sep) or ": " in reason else reason
         if reason.startswith("image not found"):
-            kind = "image not found"
-        counts[kind] += 1
+            counts["image not found"] += 1
+        else:  # "PATH: not a decodable image" -> "not a decodable image"
+            counts[reason.split(": ", 1)[-1]] += 1
     return counts
 
 

@@ -13,12 +13,12 @@ from hgpipe.data.readers.hrnet_json import read_hrnet_json, records_from_items
 from hgpipe.data.readers.mat_release import (parse_annorect, read_release_mat,
                                              read_val_detections_mat, v73_error)
 from hgpipe.data.readers.mpii_json import load_json, read_mpii_json, records_from_entries
-from hgpipe.data.readers.validate import summarize_skipped, validate_records
+from hgpipe.data.readers.validate import validate_records
 
 __all__ = [
     "AnnotationError", "find_annotation_file", "parse_annorect", "read_annotations",
     "read_dataset_txt", "read_hrnet_json", "read_mpii_json", "read_release_mat",
-    "read_val_detections_mat", "summarize_skipped", "validate_records", "write_dataset_txt",
+    "read_val_detections_mat", "validate_records", "write_dataset_txt",
 ]
 
 # Looked for in this order by find_annotation_file: the official file first (it alone

@@ -1,5 +1,4 @@
-"""Sorting records into usable ones and skipped ones, for the prepare step's summary."""
-from collections import Counter
+"""Sorting records into usable ones and skipped ones, each with its reason."""
 
 
 def validate_records(records):
@@ -13,12 +12,3 @@ def validate_records(records):
             skipped.append((record, reason))
     return good, skipped
 
-
-def summarize_skipped(skipped, examples=3):
-    """One line per distinct reason with its count and a few example persons."""
-    by_reason = Counter(reason for _record, reason in skipped)
-    lines = []
-    for reason, count in by_reason.most_common():
-        who = [r.describe() for r, why in skipped if why == reason][:examples]
-        lines.append("%d skipped: %s (e.g. %s)" % (count, reason, "; ".join(who)))
-    return lines
