@@ -66,3 +66,17 @@ def worker_main(commands):
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         raise SystemExit("usage: %s {%s} ARGS" % (sys.argv[0], ",".join(sorted(commands))))
     print(json.dumps(commands[sys.argv[1]](*sys.argv[2:])))
+
+
+def randomized_initial_values(tf, rng):
+    """A feed for ``global_variables_initializer`` giving batch-norm statistics, gammas,
+    betas and biases random values: their defaults (0/1) would hide a restore that
+    silently skipped them."""
+    values = {}
+    for variable in tf.global_variables():
+        name, shape = variable.op.name, variable.shape.as_list()
+        if name.endswith(("moving_variance", "gamma")):
+            values[variable.initial_value] = rng.uniform(0.5, 1.5, shape)
+        elif name.endswith(("moving_mean", "beta", "biases")):
+            values[variable.initial_value] = rng.normal(0.0, 0.2, shape)
+    return values

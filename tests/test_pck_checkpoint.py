@@ -19,7 +19,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:  # when run as the other runtime's worker script
     sys.path.insert(0, REPO_ROOT)
 
-from cross_runtime import run_worker, worker_main  # noqa: E402
+from cross_runtime import randomized_initial_values, run_worker, worker_main  # noqa: E402
 from hgpipe.config import load_config  # noqa: E402
 from hgpipe.eval.checkpoint import (  # noqa: E402
     CheckpointError, find_config, load_model, resolve_checkpoint)
@@ -50,15 +50,7 @@ def write_training_checkpoint(logdir, steps=(7,), seed=0, overrides=TINY):
     with graph.as_default():
         tf.set_random_seed(seed)
         g = build_train_graph(cfg, FeedInput(cfg["Train"]["batch_size"], size, hm))
-        # defaults (mean 0, variance 1, gamma 1, beta 0, bias 0) would hide a restore
-        # that silently skipped them: initialise those with random values instead
-        values = {}
-        for variable in tf.global_variables():
-            name, shape = variable.op.name, variable.shape.as_list()
-            if name.endswith(("moving_variance", "gamma")):
-                values[variable.initial_value] = rng.uniform(0.5, 1.5, shape)
-            elif name.endswith(("moving_mean", "beta", "biases")):
-                values[variable.initial_value] = rng.normal(0.0, 0.2, shape)
+        values = randomized_initial_values(tf, rng)
         step = tf.placeholder(tf.int64, ())
         set_step = tf.assign(g.global_step, step)
         with tf.Session(graph=graph) as sess:

@@ -26,7 +26,7 @@ from hgpipe.eval.checkpoint import load_model  # noqa: E402
 from hgpipe.eval.export import ExportError, load_frozen_graph  # noqa: E402
 from hgpipe.joints import JOINT_NAMES  # noqa: E402
 from hgpipe.tf_compat import import_tf  # noqa: E402
-from cross_runtime import run_worker, worker_main  # noqa: E402
+from cross_runtime import randomized_initial_values, run_worker, worker_main  # noqa: E402
 
 TINY = ["DataSetHG.img_size=64", "DataSetHG.hm_size=16", "Network.nStacks=2",
         "Network.nFeats=16", "Network.nLow=2", "Network.dropout_rate=0.0"]
@@ -44,13 +44,7 @@ def write_inference_checkpoint(logdir, seed=0):
     with graph.as_default():
         tf.set_random_seed(seed)
         build_inference_graph(model_kwargs(cfg), SIZE, "uint8", None)
-        values = {}  # batch-norm statistics and biases away from their initial values
-        for variable in tf.global_variables():
-            name, shape = variable.op.name, variable.shape.as_list()
-            if name.endswith(("moving_variance", "gamma")):
-                values[variable.initial_value] = rng.uniform(0.5, 1.5, shape)
-            elif name.endswith(("moving_mean", "beta", "biases")):
-                values[variable.initial_value] = rng.normal(0.0, 0.2, shape)
+        values = randomized_initial_values(tf, rng)
         with tf.Session(graph=graph) as sess:
             sess.run(tf.global_variables_initializer(), values)
             prefix = tf.train.Saver().save(sess, os.path.join(logdir, "model.ckpt"),
