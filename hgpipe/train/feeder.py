@@ -167,25 +167,21 @@ class Prefetcher(object):
     def _run(self):
         try:
             for item in self._iterator:
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.1)
-                        break
-                    except queue_module.Full:
-                        continue
-                if self._stop.is_set():
+                if not self._put(item):
                     return
-            self._put_final((self._END, None))
+            self._put((self._END, None))
         except BaseException as exc:  # delivered to the consumer
-            self._put_final((self._END, exc))
+            self._put((self._END, exc))
 
-    def _put_final(self, item):
+    def _put(self, item):
+        """Queue ``item``, waiting for room; False if the prefetcher was closed first."""
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.1)
-                return
+                return True
             except queue_module.Full:
                 continue
+        return False
 
     def get(self):
         start = time.perf_counter()
