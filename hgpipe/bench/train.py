@@ -7,7 +7,6 @@ counted from the very graph that trained (:mod:`hgpipe.bench.flops`), so GFLOP/s
 (forward + backward FLOPs per image) x images/s.
 """
 import copy
-import os
 from typing import NamedTuple
 
 from hgpipe.bench.flops import count_conv_flops

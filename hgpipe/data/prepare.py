@@ -22,7 +22,7 @@ import numpy as np
 
 from hgpipe import __version__, atomic
 from hgpipe.data import schema, shards
-from hgpipe.data.images import ImageError, ImageLocator, decode_image
+from hgpipe.data.images import ImageError, decode_image
 from hgpipe.data.transforms import (PLAIN, crop_zoom, decode_reduction, make_sample,
                                     person_rng, quantize_heatmaps, sample_augmentation)
 

@@ -205,7 +205,6 @@ class Trainer(object):
         graph = tf.Graph()
         with graph.as_default():
             self._build(tf)
-            g = self.graph
             train = self.cfg["Train"]
             sess = tf.Session(config=session_config(self.device, train["mixed_precision"],
                                                     train["precision_mode"]))
