@@ -64,6 +64,18 @@ def _any(value):
     return value
 
 
+def _optional_rgb(value):
+    """None, or three per-channel numbers (a list/tuple, or text '0.46 0.44 0.40')."""
+    if value in (None, "", "None"):
+        return None
+    if isinstance(value, str):
+        value = value.replace(",", " ").split()
+    numbers = tuple(float(v) for v in value)
+    if len(numbers) != 3:
+        raise ValueError("expected three numbers (R G B), got %d" % len(numbers))
+    return numbers
+
+
 def _choice(*options):
     def convert(value):
         text = str(value).lower()
@@ -110,6 +122,10 @@ SCHEMA = OrderedDict([
         ("tiny", (_bool, False, "seed's light variant (fewer, cheaper residuals)")),
         ("dropout_rate", (_fraction, 0.2, "dropout before each stack's heatmap head")),
         ("mcam", (_bool, False, "seed: multi-context attention, not supported")),
+        ("stem", (_choice("newell", "bearpaw"), "newell",
+                  "stem residual 2: newell 128->128 (hg.lua), bearpaw 128->256 (wider)")),
+        ("input_mean", (_optional_rgb, None,
+                        "R G B mean subtracted from the [0,1] input (bearpaw); None: none")),
     ])),
     ("Train", OrderedDict([
         ("batch_size", (_positive(int), 4, "samples per step")),
