@@ -64,6 +64,20 @@ def _any(value):
     return value
 
 
+def _int_list(value):
+    """A list of non-negative integers: [60, 90], '60 90' or '60, 90'; empty -> []."""
+    if value in (None, "", "None"):
+        return []
+    if isinstance(value, str):
+        value = value.replace(",", " ").split()
+    if isinstance(value, (int, float)):
+        value = [value]
+    numbers = [int(v) for v in value]
+    if any(n < 0 for n in numbers) or numbers != sorted(numbers):
+        raise ValueError("expected increasing non-negative integers")
+    return numbers
+
+
 def _optional_rgb(value):
     """None, or three per-channel numbers (a list/tuple, or text '0.46 0.44 0.40')."""
     if value in (None, "", "None"):
@@ -108,6 +122,9 @@ SCHEMA = OrderedDict([
         ("flip", (_bool, True, "mirror half the variants (left/right joints swapped)")),
         ("color_jitter", (_fraction, 0.2, "per-channel gain uniform in [1-c, 1+c]")),
         ("first_variant_plain", (_bool, False, "variant 0 of each person unaugmented")),
+        ("augmentation", (_choice("custom", "newell", "bearpaw"), "custom",
+                          "preset of the ranges above: newell (pose.lua), bearpaw (mpii.py); "
+                          "custom: the keys as set")),
         ("shard_size", (_positive(int), 1024, "samples per shard file (about)")),
         # measured by `hgpipe bench`: gzip saves 24% of disk, the feed halves (warm)
         ("heatmap_compression", (_choice("none", "gzip"), "none", "heatmaps on disk")),
@@ -135,8 +152,24 @@ SCHEMA = OrderedDict([
         ("learning_rate_decay", (_positive(float), 0.96, "lr factor every decay_step")),
         ("decay_step", (_positive(int), 2000, "steps between lr decays (staircase)")),
         ("weighted_loss", (_bool, False, "mask unannotated/out-of-crop joints in the loss")),
-        ("rmsprop_decay", (_fraction, 0.9, "RMSProp moving-average decay")),
+        ("optimizer", (_choice("rmsprop_tf", "rmsprop_torch", "adam_tf", "adam_torch"),
+                       "rmsprop_tf", "update rule: TF's or torch.optim's semantics")),
+        ("rmsprop_decay", (_fraction, 0.9, "RMSProp moving-average decay (torch: alpha)")),
         ("rmsprop_epsilon", (_positive(float), 1e-8, "RMSProp epsilon")),
+        ("momentum", (_fraction, 0.0, "RMSProp momentum")),
+        ("weight_decay", (_non_negative(float), 0.0, "L2 weight decay added to the gradient")),
+        ("adam_beta1", (_fraction, 0.9, "Adam beta1")),
+        ("adam_beta2", (_fraction, 0.999, "Adam beta2")),
+        ("adam_epsilon", (_positive(float), 1e-8, "Adam epsilon")),
+        ("lr_schedule", (_choice("exponential", "constant", "multistep"), "exponential",
+                         "exponential: x learning_rate_decay every decay_step (staircase); "
+                         "multistep: x lr_gamma at each of lr_milestones")),
+        ("lr_milestones", (_int_list, [], "multistep: epochs (or steps) where lr drops")),
+        ("lr_milestone_unit", (_choice("epoch", "step"), "epoch",
+                               "multistep: milestones in epochs (x epoch_size) or steps")),
+        ("lr_gamma", (_positive(float), 0.1, "multistep: lr factor at each milestone")),
+        ("device_flip", (_bool, False, "random horizontal flip per sample in the graph")),
+        ("device_color", (_fraction, 0.0, "per-channel gain U(1-c, 1+c) in the graph; 0 off")),
         ("device", (_choice("cpu", "gpu", "npu"), "cpu", "cpu, gpu or npu (Ascend)")),
         ("mixed_precision", (_bool, True, "fp16 on gpu/npu with loss scaling")),
         ("precision_mode", (_optional_str, None, "npu: explicit Ascend precision_mode")),
@@ -146,6 +179,8 @@ SCHEMA = OrderedDict([
     ])),
     ("Validation", OrderedDict([
         ("valid_iteration", (_non_negative(int), 10, "seed: val batches per validation")),
+        ("val_persons", (_non_negative(int), 0,
+                         "val persons per validation; 0: the whole val split")),
         ("validate_every", (_non_negative(int), 1000, "steps between validations; 0 off")),
         ("pck_threshold", (_positive(float), 0.5, "PCKh threshold for validation")),
     ])),
