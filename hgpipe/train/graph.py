@@ -12,6 +12,7 @@ from hgpipe.model.inference import model_kwargs
 from hgpipe.model.loss import heatmap_loss
 from hgpipe.tf_compat import import_tf
 from hgpipe.train.devices import wrap_optimizer
+from hgpipe.train.schedules import learning_rate_tensor
 from hgpipe.joints import NUM_JOINTS
 
 
@@ -93,9 +94,7 @@ def build_train_graph(cfg, inputs, device="cpu"):
     loss, stack_losses = heatmap_loss(outputs, targets, inputs.weights,
                                       weighted=train["weighted_loss"])
     global_step = tf.train.get_or_create_global_step()
-    learning_rate = tf.train.exponential_decay(
-        train["learning_rate"], global_step, train["decay_step"],
-        train["learning_rate_decay"], staircase=True, name="learning_rate")
+    learning_rate = learning_rate_tensor(train, global_step)
     optimizer = tf.train.RMSPropOptimizer(learning_rate, decay=train["rmsprop_decay"],
                                           epsilon=train["rmsprop_epsilon"])
     optimizer = wrap_optimizer(optimizer, device, train["mixed_precision"])
