@@ -114,12 +114,33 @@ def shard_paths(shards_dir, split, manifest=None):
     return paths
 
 
+def shard_problem(shards_dir, entry):
+    """Why a manifest entry's file is not the one prepare wrote, or None if it is.
+
+    Reads the whole file (one sequential pass) only when its size is right.
+    """
+    path = os.path.join(shards_dir, entry["file"])
+    if not os.path.isfile(path):
+        return "missing"
+    size = os.path.getsize(path)
+    if "bytes" in entry and size != entry["bytes"]:
+        return "truncated or altered (%d bytes, the manifest says %d)" % (size, entry["bytes"])
+    if file_sha256(path) != entry["sha256"]:
+        return "checksum differs from the manifest (damaged)"
+    return None
+
+
+def damaged_shards(shards_dir, manifest=None):
+    """[(path, problem)] for every manifest shard that is missing or damaged."""
+    manifest = manifest or load_manifest(shards_dir)
+    found = []
+    for entry in manifest["shards"]:
+        problem = shard_problem(shards_dir, entry)
+        if problem:
+            found.append((os.path.join(shards_dir, entry["file"]), problem))
+    return found
+
+
 def verify_checksums(shards_dir, manifest=None):
     """Paths whose sha256 differs from the manifest's (empty list: all intact)."""
-    manifest = manifest or load_manifest(shards_dir)
-    bad = []
-    for entry in manifest["shards"]:
-        path = os.path.join(shards_dir, entry["file"])
-        if not os.path.isfile(path) or file_sha256(path) != entry["sha256"]:
-            bad.append(path)
-    return bad
+    return [path for path, _problem in damaged_shards(shards_dir, manifest)]

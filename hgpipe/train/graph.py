@@ -13,6 +13,7 @@ from hgpipe.model.loss import heatmap_loss
 from hgpipe.tf_compat import import_tf
 from hgpipe.train.augment import augment_on_device
 from hgpipe.train.devices import wrap_optimizer
+from hgpipe.train.schedules import learning_rate_tensor
 from hgpipe.joints import NUM_JOINTS
 
 
@@ -95,9 +96,7 @@ def build_train_graph(cfg, inputs, device="cpu"):
     loss, stack_losses = heatmap_loss(outputs, augmented.heatmaps, augmented.weights,
                                       weighted=train["weighted_loss"])
     global_step = tf.train.get_or_create_global_step()
-    learning_rate = tf.train.exponential_decay(
-        train["learning_rate"], global_step, train["decay_step"],
-        train["learning_rate_decay"], staircase=True, name="learning_rate")
+    learning_rate = learning_rate_tensor(train, global_step)
     optimizer = tf.train.RMSPropOptimizer(learning_rate, decay=train["rmsprop_decay"],
                                           epsilon=train["rmsprop_epsilon"])
     optimizer = wrap_optimizer(optimizer, device, train["mixed_precision"])
