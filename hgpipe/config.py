@@ -198,7 +198,8 @@ SCHEMA = OrderedDict([
         ("log_every", (_positive(int), 20, "steps between TensorBoard summaries")),
     ])),
     ("Validation", OrderedDict([
-        ("valid_iteration", (_non_negative(int), 10, "seed: val batches per validation")),
+        ("valid_iteration", (_non_negative(int), 10,
+                             "seed: accepted, no longer limits validation (val_persons does)")),
         ("val_persons", (_non_negative(int), 0,
                          "val persons per validation; 0: the whole val split")),
         ("validate_every", (_non_negative(int), 1000, "steps between validations; 0 off")),
