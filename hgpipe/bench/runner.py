@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 from hgpipe import __version__
 from hgpipe.bench import feed as feed_bench
+from hgpipe.bench import mixing as mixing_bench
 from hgpipe.bench import online as online_bench
 from hgpipe.bench import prepare as prepare_bench
 from hgpipe.bench import train as train_bench
@@ -205,15 +206,16 @@ class Bench(object):
         label = self._feed_label(feed_dir)
         seconds = self.sizes.feed_seconds
         for cold in (False, True):
-            for batch in (4, 16):
-                self.say("feed: %s, batch %d, %s" % (label, batch, "cold" if cold else "warm"))
+            for reader, batch in (("shuffled", 4), ("shuffled", 16), ("block", 16)):
+                self.say("feed: %s reader, %s, batch %d, %s" % (
+                    reader, label, batch, "cold" if cold else "warm"))
                 result = feed_bench.measure_feed(feed_dir, batch, cold, seconds,
-                                                 self.sizes.feed_repeats)
+                                                 self.sizes.feed_repeats, reader)
                 self._add([feed_bench.feed_row(result, label)])
                 if cold:
-                    self.notes.append("cold feed, batch %d: evicted by %s, %s of the pages "
-                                      "resident afterwards" % (
-                                          batch, result.cache_method,
+                    self.notes.append("cold feed, %s reader, batch %d: evicted by %s, %s of "
+                                      "the pages resident afterwards" % (
+                                          reader, batch, result.cache_method,
                                           "unknown" if result.resident_after is None else
                                           "%.1f%%" % (100 * result.resident_after)))
         self.say("feed: memory-copy bandwidth")
@@ -226,9 +228,19 @@ class Bench(object):
                                  self.rows, "feed.warm.b16", "online.samples_per_sec",
                                  ONLINE_RATIO_TARGET)])
         self._add([ratio_row("ratio.feed_limit", "feed warm b16 / physical limit",
-                             self.rows, "feed.warm.b16", "feed.limit")])
+                             self.rows, "feed.warm.b16", "feed.limit",
+                             feed_bench.LIMIT_TARGET)])
+        for cold in ("warm", "cold"):
+            self._add([ratio_row("ratio.feed_block.%s" % cold, "feed %s b16: shuffled per "
+                                 "epoch / old block reader" % cold, self.rows,
+                                 "feed.%s.b16" % cold, "feed.%s.b16.block" % cold)])
+        self._mixing_phase(feed_dir)
         if prepared is not None and prepared.get("other") is not None:
             self._storage_verdict(prepared, feed_dir)
+
+    def _mixing_phase(self, feed_dir):
+        self.say("mixing: batch membership over epochs, training reader vs block reader")
+        self._add(mixing_bench.mixing_rows(mixing_bench.measure_mixing(feed_dir, 16)))
 
     def _storage_verdict(self, prepared, feed_dir):
         """gzip vs none heatmaps: bytes saved against feed speed where the data will live."""
@@ -247,7 +259,8 @@ class Bench(object):
                                                self.sizes.feed_seconds,
                                                self.sizes.feed_repeats)
                 key = "%s.heatmaps_%s" % (feed_bench.feed_key(feed), compression)
-                self._add([feed_bench.feed_row(feed, label, key)._replace(phase="storage")])
+                self._add([feed_bench.feed_row(feed, label, key)._replace(
+                    phase="storage", target="", met=None)])
                 results[(compression, cold)] = key
         memory = physical_memory_bytes()
         persons = self.source.train_persons
