@@ -22,7 +22,7 @@ def inspect_command(shards_dir, png_path, split, count, verify):
         damaged = shards.damaged_shards(shards_dir) if verify else None
         click.echo(shard_inspect.report(shards_dir, damaged))
         if damaged:
-            raise shards.ShardError(shard_inspect.damage_message(damaged))
+            raise shards.ShardError(shards.damage_message(damaged))
         if png_path:
             path = shard_inspect.write_montage(shards_dir, png_path, split, count)
             click.echo("\nmontage: %s" % path)

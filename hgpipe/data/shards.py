@@ -29,11 +29,13 @@ def _creation_options(name, compression):
 
 
 def write_shard(path, arrays, split, input_size, heatmap_size, attrs=None,
-                compression=None):
+                compression=None, before_rename=None):
     """Write one shard atomically; returns (sha256 hex, size in bytes).
 
     ``arrays`` maps every dataset name of the split's schema to an array whose first
     axis is the sample axis. ``compression`` maps "images"/"heatmaps" to gzip|none.
+    ``before_rename(digest, size)`` runs once the file is complete, before it gets its
+    final name (prepare records what it wrote there).
     """
     spec = schema.datasets(input_size, heatmap_size, split)
     missing = set(spec) - set(arrays)
@@ -61,6 +63,8 @@ def write_shard(path, arrays, split, input_size, heatmap_size, attrs=None,
                 out.attrs[key] = value
         digest = file_sha256(tmp)
         size = os.path.getsize(tmp)
+        if before_rename is not None:
+            before_rename(digest, size)
     return digest, size
 
 
@@ -139,6 +143,14 @@ def damaged_shards(shards_dir, manifest=None):
         if problem:
             found.append((os.path.join(shards_dir, entry["file"]), problem))
     return found
+
+
+def damage_message(damaged):
+    """One line for [(path, problem)]: the first damaged shard, how many more, the fix."""
+    path, problem = damaged[0]
+    more = " (and %d more shards)" % (len(damaged) - 1) if len(damaged) > 1 else ""
+    return ("%s: %s%s; rerun the same 'hgpipe prepare' command to rebuild damaged shards"
+            % (path, problem, more))
 
 
 def verify_checksums(shards_dir, manifest=None):
