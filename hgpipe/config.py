@@ -322,7 +322,9 @@ def load_config(path=None, overrides=()):
     if path is not None:
         if not os.path.isfile(path):
             raise ConfigError("%s: config file not found" % path)
-        parser = configparser.ConfigParser(interpolation=None)
+        # "key = value  # comment": the recipes cite their reference next to each value
+        parser = configparser.ConfigParser(interpolation=None,
+                                           inline_comment_prefixes=("#",))
         parser.optionxform = str
         try:
             with open(path) as handle:
