@@ -142,9 +142,9 @@ SCHEMA = OrderedDict([
         ("flip", (_bool, True, "mirror half the variants (left/right joints swapped)")),
         ("color_jitter", (_fraction, 0.2, "per-channel gain uniform in [1-c, 1+c]")),
         ("first_variant_plain", (_bool, False, "variant 0 of each person unaugmented")),
-        ("augmentation", (_choice("custom", "newell", "bearpaw"), "custom",
-                          "preset of the ranges above: newell (pose.lua), bearpaw (mpii.py); "
-                          "custom: the keys as set")),
+        ("augmentation", (_choice("custom", "newell", "bearpaw", "psh"), "custom",
+                          "preset of the ranges above: newell (pose.lua), bearpaw (mpii.py), "
+                          "psh (dp.py); custom: the keys as set (hgpipe/data/augment.py)")),
         ("shard_size", (_positive(int), 1024, "samples per shard file (about)")),
         # measured by `hgpipe bench`: gzip saves 24% of disk, the feed halves (warm)
         ("heatmap_compression", (_choice("none", "gzip"), "none", "heatmaps on disk")),
