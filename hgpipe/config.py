@@ -142,9 +142,9 @@ SCHEMA = OrderedDict([
         ("flip", (_bool, True, "mirror half the variants (left/right joints swapped)")),
         ("color_jitter", (_fraction, 0.2, "per-channel gain uniform in [1-c, 1+c]")),
         ("first_variant_plain", (_bool, False, "variant 0 of each person unaugmented")),
-        ("augmentation", (_choice("custom", "newell", "bearpaw"), "custom",
-                          "preset of the ranges above: newell (pose.lua), bearpaw (mpii.py); "
-                          "custom: the keys as set")),
+        ("augmentation", (_choice("custom", "newell", "bearpaw", "psh"), "custom",
+                          "preset of the ranges above: newell (pose.lua), bearpaw (mpii.py), "
+                          "psh (dp.py); custom: the keys as set (hgpipe/data/augment.py)")),
         ("shard_size", (_positive(int), 1024, "samples per shard file (about)")),
         # measured by `hgpipe bench`: gzip saves 24% of disk, the feed halves (warm)
         ("heatmap_compression", (_choice("none", "gzip"), "none", "heatmaps on disk")),
@@ -322,7 +322,9 @@ def load_config(path=None, overrides=()):
     if path is not None:
         if not os.path.isfile(path):
             raise ConfigError("%s: config file not found" % path)
-        parser = configparser.ConfigParser(interpolation=None)
+        # "key = value  # comment": the recipes cite their reference next to each value
+        parser = configparser.ConfigParser(interpolation=None,
+                                           inline_comment_prefixes=("#",))
         parser.optionxform = str
         try:
             with open(path) as handle:

@@ -225,3 +225,29 @@ def test_train_row_runs_the_trainer_and_counts_its_flops(tmp_path):
     rows = {row.key: row.value for row in train_bench.train_rows(result)}
     assert rows["train.small.gflops"] == pytest.approx(
         rows["train.small.gflop_train"] * rows["train.small.images_per_sec"])
+
+
+def test_device_augment_rows_time_the_same_config_with_flip_and_colour(tmp_path):
+    from hgpipe.bench import prepare as prepare_bench
+    from hgpipe.bench import train as train_bench
+    from hgpipe.config import load_config
+    root, _ = make_synthetic_mpii(str(tmp_path / "data"), n_images=6, seed=3)
+    cfg = load_config(None, ["DataSetHG.img_size=64", "DataSetHG.hm_size=16",
+                             "Network.nStacks=1", "Network.nFeats=8", "Network.nLow=1",
+                             "Train.batch_size=2", "Prepare.variants=2"])
+    shards = prepare_bench.prepare_shards(load_source(root), prepare_bench.bench_config(cfg, 16),
+                                          12, 1, str(tmp_path), "shards")
+    augmented_cfg = train_bench.with_device_augment(cfg)
+    assert augmented_cfg["Train"]["device_flip"] and augmented_cfg["Train"]["device_color"] == 0.2
+    assert not cfg["Train"]["device_flip"]
+    runs = [train_bench.measure_train(c, "small", shards.out_dir, 3, str(tmp_path / name),
+                                      echo=lambda m: None, progress=False)
+            for c, name in ((cfg, "off"), (augmented_cfg, "on"))]
+    op_ms = train_bench.time_device_augment_op(2, 64, 16, runs=5)
+    assert op_ms >= 0.0
+    rows = {row.key: row for row in train_bench.device_augment_rows(runs[0], runs[1], op_ms)}
+    ratio = rows["train.small.device_augment.ratio"]
+    assert ratio.value == pytest.approx(runs[1].step_ms / runs[0].step_ms)
+    assert ratio.target == "< 1.02" and ratio.met == (ratio.value < 1.02)
+    assert rows["train.small.device_augment.op_fraction"].value == pytest.approx(
+        100 * op_ms / runs[0].step_ms)

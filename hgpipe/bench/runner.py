@@ -25,6 +25,7 @@ from hgpipe.config import load_config
 from hgpipe.data import shards
 
 PHASES = ("online", "prepare", "feed", "train")
+DEVICE_AUGMENT_CONFIG = "hg2"   # its step time is measured again with device flip + colour
 ONLINE_RATIO_TARGET = ">= 40"
 FITS_IN_MEMORY = 0.8   # a shard set this fraction of RAM or less stays in the page cache
 
@@ -318,6 +319,17 @@ class Bench(object):
         return self._prepare(shard_cfg, self.sizes.train_samples, self.cores,
                              "train_shards_%s" % name, quiet=True).out_dir
 
+    def _device_augment(self, cfg, name, shards_dir, steps, plain):
+        """The same config again with device-side flip + colour, right after the plain run."""
+        self.say("train %s: %d steps with device flip + colour" % (name, steps))
+        augmented = train_bench.measure_train(
+            train_bench.with_device_augment(cfg), name, shards_dir, steps,
+            os.path.join(self.work, "logdir_%s_device_augment" % name), echo=self.log,
+            progress=self.progress)
+        op_ms = train_bench.time_device_augment_op(
+            plain.batch_size, plain.input_size, cfg["DataSetHG"]["hm_size"])
+        self._add(train_bench.device_augment_rows(plain, augmented, op_ms))
+
     def _train_phase(self, prepared):
         for path in self.train_configs:
             name = _config_name(path)
@@ -331,6 +343,8 @@ class Bench(object):
             self._add(train_bench.train_rows(result))
             self.say("train %s: %.2f images/s, input wait %.2f%%" % (
                 name, result.images_per_sec, 100 * result.input_wait))
+            if name == DEVICE_AUGMENT_CONFIG:
+                self._device_augment(cfg, name, shards_dir, steps, result)
         self.notes.append("train GFLOP: convolutions only (Conv2D forward; "
                           "Conv2DBackpropInput/Filter backward), counted from the graph that "
                           "trained; TF uses all cores for a step")
