@@ -13,7 +13,7 @@ from hgpipe.data import inspect as shard_inspect
               show_default=True, help="Which samples to draw.")
 @click.option("--count", type=click.IntRange(1, 64), default=8, show_default=True,
               help="Samples in the montage.")
-@click.option("--verify", is_flag=True, help="Check every shard against its sha256.")
+@click.option("--verify", is_flag=True, help="Check every shard against its checksum.")
 def inspect_command(shards_dir, png_path, split, count, verify):
     """Show what `hgpipe prepare` wrote, and what training will see."""
     with user_errors():

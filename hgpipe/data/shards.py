@@ -4,10 +4,18 @@ Writes are atomic: a shard is written under a temporary name in the same directo
 renamed only when complete, so a file with a final name is always whole. Files are
 written with ``track_times=False`` so the same arrays give byte-identical files (and
 checksums) whoever writes them.
+
+Checksums: the manifest stores each shard's CRC-32 (``"crc32"``, 8 hex digits). It
+guards against damage, not tampering, and is ~2.5x cheaper than sha256 here (3.6 against
+1.4 GB/s), which matters both when prepare writes shards and when a reader checks them.
+Manifests written before it carry ``"sha256"``; both are verified.
 """
+import contextlib
 import hashlib
 import json
+import mmap
 import os
+import zlib
 
 import h5py
 import numpy as np
@@ -30,7 +38,7 @@ def _creation_options(name, compression):
 
 def write_shard(path, arrays, split, input_size, heatmap_size, attrs=None,
                 compression=None):
-    """Write one shard atomically; returns (sha256 hex, size in bytes).
+    """Write one shard atomically; returns (its checksum, size in bytes).
 
     ``arrays`` maps every dataset name of the split's schema to an array whose first
     axis is the sample axis. ``compression`` maps "images"/"heatmaps" to gzip|none.
@@ -59,9 +67,18 @@ def write_shard(path, arrays, split, input_size, heatmap_size, attrs=None,
             out.attrs["count"] = count
             for key, value in (attrs or {}).items():
                 out.attrs[key] = value
-        digest = file_sha256(tmp)
+        digest = file_crc32(tmp)
         size = os.path.getsize(tmp)
     return digest, size
+
+
+def file_crc32(path):
+    """CRC-32 of a file's bytes as 8 hex digits (read through mmap: no copy)."""
+    with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            return "%08x" % zlib.crc32(b"")
+        with contextlib.closing(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)) as view:
+            return "%08x" % (zlib.crc32(view) & 0xFFFFFFFF)
 
 
 def file_sha256(path, block=1 << 22):
@@ -70,6 +87,20 @@ def file_sha256(path, block=1 << 22):
         for chunk in iter(lambda: handle.read(block), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+CHECKSUMS = (("crc32", file_crc32), ("sha256", file_sha256))   # manifest key, function
+
+
+def shard_intact(path, entry):
+    """Whether the file at ``path`` matches its manifest ``entry``'s checksum."""
+    if not os.path.isfile(path):
+        return False
+    for key, checksum in CHECKSUMS:
+        if key in entry:
+            return checksum(path) == entry[key]
+    raise ShardError("%s: the manifest gives no checksum for this shard (re-run prepare)"
+                     % path)
 
 
 def read_shard_attrs(path):
@@ -115,11 +146,8 @@ def shard_paths(shards_dir, split, manifest=None):
 
 
 def verify_checksums(shards_dir, manifest=None):
-    """Paths whose sha256 differs from the manifest's (empty list: all intact)."""
+    """Paths whose checksum differs from the manifest's (empty list: all intact)."""
     manifest = manifest or load_manifest(shards_dir)
-    bad = []
-    for entry in manifest["shards"]:
-        path = os.path.join(shards_dir, entry["file"])
-        if not os.path.isfile(path) or file_sha256(path) != entry["sha256"]:
-            bad.append(path)
-    return bad
+    paths = [os.path.join(shards_dir, entry["file"]) for entry in manifest["shards"]]
+    return [path for path, entry in zip(paths, manifest["shards"])
+            if not shard_intact(path, entry)]
