@@ -37,11 +37,13 @@ def _creation_options(name, compression):
 
 
 def write_shard(path, arrays, split, input_size, heatmap_size, attrs=None,
-                compression=None):
+                compression=None, before_rename=None):
     """Write one shard atomically; returns (its checksum, size in bytes).
 
     ``arrays`` maps every dataset name of the split's schema to an array whose first
     axis is the sample axis. ``compression`` maps "images"/"heatmaps" to gzip|none.
+    ``before_rename(digest, size)`` runs once the file is complete, before it gets its
+    final name (prepare records what it wrote there).
     """
     spec = schema.datasets(input_size, heatmap_size, split)
     missing = set(spec) - set(arrays)
@@ -69,6 +71,8 @@ def write_shard(path, arrays, split, input_size, heatmap_size, attrs=None,
                 out.attrs[key] = value
         digest = file_crc32(tmp)
         size = os.path.getsize(tmp)
+        if before_rename is not None:
+            before_rename(digest, size)
     return digest, size
 
 
@@ -89,13 +93,13 @@ def file_sha256(path, block=1 << 22):
     return digest.hexdigest()
 
 
-CHECKSUMS = (("crc32", file_crc32), ("sha256", file_sha256))   # manifest key, function
+CHECKSUM_KEY = "crc32"   # the key of the checksum prepare writes, in manifest and records
+CHECKSUMS = ((CHECKSUM_KEY, file_crc32), ("sha256", file_sha256))   # every key that verifies
 
 
-def shard_intact(path, entry):
-    """Whether the file at ``path`` matches its manifest ``entry``'s checksum."""
-    if not os.path.isfile(path):
-        return False
+def checksum_matches(path, entry):
+    """Whether the file's checksum is its manifest ``entry``'s (CRC-32, or sha256 in
+    manifests written before CRC-32)."""
     for key, checksum in CHECKSUMS:
         if key in entry:
             return checksum(path) == entry[key]
@@ -145,9 +149,41 @@ def shard_paths(shards_dir, split, manifest=None):
     return paths
 
 
+def shard_problem(shards_dir, entry):
+    """Why a manifest entry's file is not the one prepare wrote, or None if it is.
+
+    Reads the whole file (one sequential pass) only when its size is right.
+    """
+    path = os.path.join(shards_dir, entry["file"])
+    if not os.path.isfile(path):
+        return "missing"
+    size = os.path.getsize(path)
+    if "bytes" in entry and size != entry["bytes"]:
+        return "truncated or altered (%d bytes, the manifest says %d)" % (size, entry["bytes"])
+    if not checksum_matches(path, entry):
+        return "checksum differs from the manifest (damaged)"
+    return None
+
+
+def damaged_shards(shards_dir, manifest=None):
+    """[(path, problem)] for every manifest shard that is missing or damaged."""
+    manifest = manifest or load_manifest(shards_dir)
+    found = []
+    for entry in manifest["shards"]:
+        problem = shard_problem(shards_dir, entry)
+        if problem:
+            found.append((os.path.join(shards_dir, entry["file"]), problem))
+    return found
+
+
+def damage_message(damaged):
+    """One line for [(path, problem)]: the first damaged shard, how many more, the fix."""
+    path, problem = damaged[0]
+    more = " (and %d more shards)" % (len(damaged) - 1) if len(damaged) > 1 else ""
+    return ("%s: %s%s; rerun the same 'hgpipe prepare' command to rebuild damaged shards"
+            % (path, problem, more))
+
+
 def verify_checksums(shards_dir, manifest=None):
     """Paths whose checksum differs from the manifest's (empty list: all intact)."""
-    manifest = manifest or load_manifest(shards_dir)
-    paths = [os.path.join(shards_dir, entry["file"]) for entry in manifest["shards"]]
-    return [path for path, entry in zip(paths, manifest["shards"])
-            if not shard_intact(path, entry)]
+    return [path for path, _problem in damaged_shards(shards_dir, manifest)]

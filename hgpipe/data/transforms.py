@@ -11,6 +11,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from hgpipe.data.augment import sample_preset
 from hgpipe.joints import FLIP_PERMUTATION, NUM_JOINTS
 
 # The hourglass papers' crop: centre moved down 15*s, box 200*s enlarged by 1.25.
@@ -149,12 +150,16 @@ def quantize_heatmaps(heatmaps, scale):
 
 
 def sample_augmentation(rng, cfg_prepare):
-    """Draw one augmentation in the ranges of Newell's Torch training code.
+    """Draw one augmentation: a preset of :mod:`hgpipe.data.augment`, or ``custom``:
 
     scale = 1 + N(0, f) clamped to [1-f, 1+f]; rotation = N(0, r) clamped to [-2r, 2r],
-    applied with probability ``rotation_prob`` (Torch: 0.6); flip with probability 0.5;
-    colour: each channel multiplied by U(1-c, 1+c).
+    applied with probability ``rotation_prob``; flip with probability 0.5; colour: each
+    channel multiplied by U(1-c, 1+c) (with the defaults: bearpaw's ranges).
     """
+    preset = cfg_prepare.get("augmentation", "custom")
+    if preset != "custom":
+        return Augmentation(*sample_preset(rng, preset, flip=cfg_prepare["flip"],
+                                           color=cfg_prepare["color_jitter"] > 0))
     f = cfg_prepare["scale_factor"]
     r = cfg_prepare["rotation"]
     c = cfg_prepare["color_jitter"]
