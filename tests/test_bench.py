@@ -70,7 +70,7 @@ def test_ratios_are_quotients_of_printed_rows(quick_bench):
     ratios = [r for r in payload["rows"] if r["of"]]
     keys = {r["key"] for r in ratios}
     assert {"ratio.feed_online", "ratio.feed_limit", "storage.verdict",
-            "ratio.feed_block.warm", "ratio.feed_block.cold"} <= keys
+            "ratio.feed_block.warm", "ratio.feed_block.cold", "ratio.prepare_online"} <= keys
     for row in ratios:
         numerator, denominator = row["of"]
         assert printed[row["key"]] == pytest.approx(

@@ -162,8 +162,26 @@ def test_compressed_heatmaps_read_the_same_way(tmp_path_factory):
                                         "Prepare.shard_size=6",
                                         "Prepare.heatmap_compression=gzip")
     reader = ShardBatches(gzip_dir, "train", 2, seed=2)
-    assert "heatmaps" in reader._files[0].datasets   # chunked: read through h5py
+    assert "heatmaps" in reader._files[0].gzip_rows   # inflated chunk by chunk
     truth = _all_samples(gzip_dir)
+    for batch, indices in zip(reader.epoch(0), reader.epoch_batches(0)):
+        for name in TRAIN_FIELDS:
+            assert np.array_equal(batch[name], truth[name][indices])
+
+
+def test_other_chunk_layouts_read_through_h5py(shards_dir, tmp_path):
+    import shutil
+    copy = str(tmp_path / "copy")
+    shutil.copytree(shards_dir, copy)
+    for path in shard_paths(copy, "train"):   # two samples a chunk, shuffle + gzip
+        with h5py.File(path, "r+") as shard:
+            heatmaps = shard["heatmaps"][:]
+            del shard["heatmaps"]
+            shard.create_dataset("heatmaps", data=heatmaps, chunks=(2,) + heatmaps.shape[1:],
+                                 compression="gzip", shuffle=True)
+    reader = ShardBatches(copy, "train", 4, seed=2)
+    assert "heatmaps" in reader._files[0].datasets
+    truth = _all_samples(shards_dir)
     for batch, indices in zip(reader.epoch(0), reader.epoch_batches(0)):
         for name in TRAIN_FIELDS:
             assert np.array_equal(batch[name], truth[name][indices])

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import REPO_ROOT, cli_runner, make_synthetic_mpii
 from hgpipe.cli import main
-from hgpipe.data.shards import file_sha256, load_manifest
+from hgpipe.data.shards import CHECKSUM_KEY, load_manifest
 
 SMALL = ["--set", "Prepare.variants=3", "--set", "Prepare.shard_size=8",
          "--set", "DataSetHG.img_size=64", "--set", "DataSetHG.hm_size=16"]
@@ -25,7 +25,7 @@ def prepare(root, out, *extra):
 
 
 def digests(out):
-    return {e["file"]: e["sha256"] for e in load_manifest(out)["shards"]}
+    return {e["file"]: e[CHECKSUM_KEY] for e in load_manifest(out)["shards"]}
 
 
 def shard_files(out):

@@ -23,7 +23,7 @@ from hgpipe.data import plausible, schema, shard_records, shards
 from hgpipe.data.images import ImageError, decode_image
 from hgpipe.data.workers import run_pool
 from hgpipe.data.transforms import (PLAIN, crop_zoom, decode_reduction, make_sample,
-                                    person_rng, quantize_heatmaps, sample_augmentation)
+                                    person_rng, sample_augmentation)
 
 
 class PrepareError(ValueError):
@@ -172,9 +172,11 @@ def build_shard(task, settings, out_dir, progress=None):
                     progress.put(len(augs))
                 continue
             for aug in augs:
+                # crop and stored heatmaps are written straight into the shard's arrays
+                direct = {name: arrays[name][slots[n]] for name in ("images", "heatmaps")}
                 sample = make_sample(image, record, aug, input_size, heatmap_size,
-                                     settings["sigma"], reduction)
-                sample["heatmaps"] = quantize_heatmaps(sample["heatmaps"], schema.HEATMAP_SCALE)
+                                     settings["sigma"], reduction, schema.HEATMAP_SCALE,
+                                     direct)
                 sample["image_name"] = record.image_name.encode("utf-8")
                 sample["annolist_index"] = record.annolist_index
                 sample["person_index"] = record.person_index
@@ -183,7 +185,8 @@ def build_shard(task, settings, out_dir, progress=None):
                     sample["gt_annotated"] = record.annotated
                     sample["head_normalizer"] = record.head_normalizer()
                 for name in spec:
-                    arrays[name][slots[n]] = sample[name]
+                    if name not in direct:
+                        arrays[name][slots[n]] = sample[name]
                 n += 1
                 done += 1
         if progress is not None:
@@ -207,7 +210,7 @@ def build_shard(task, settings, out_dir, progress=None):
 
 def _entry(task, count, digest, size, skipped):
     return {"file": task.file_name, "split": task.split, "count": int(count),
-            "sha256": digest, "bytes": int(size), "fingerprint": task.fingerprint,
+            shards.CHECKSUM_KEY: digest, "bytes": int(size), "fingerprint": task.fingerprint,
             "skipped": skipped}
 
 
@@ -227,7 +230,7 @@ def existing_entry(task, out_dir):
         raise PrepareError(
             "%s: holds a shard of a different dataset or config; use a new --out "
             "directory or --overwrite" % path)
-    return _entry(task, int(attrs["count"]), shards.file_sha256(path),
+    return _entry(task, int(attrs["count"]), shards.file_crc32(path),
                   os.path.getsize(path), json.loads(attrs["skipped"]))
 
 

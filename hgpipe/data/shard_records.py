@@ -27,7 +27,8 @@ def _record_path(out_dir, file_name):
 
 def write_record(out_dir, file_name, digest, size, fingerprint):
     atomic.write_json(_record_path(out_dir, file_name), {
-        "file": file_name, "sha256": digest, "bytes": int(size), "fingerprint": fingerprint})
+        "file": file_name, shards.CHECKSUM_KEY: digest, "bytes": int(size),
+        "fingerprint": fingerprint})
 
 
 def read_record(out_dir, file_name):
