@@ -12,6 +12,7 @@ from hgpipe.model.inference import model_kwargs
 from hgpipe.model.loss import heatmap_loss
 from hgpipe.tf_compat import import_tf
 from hgpipe.train.devices import wrap_optimizer
+from hgpipe.train.distributed import scaled_learning_rate
 from hgpipe.joints import NUM_JOINTS
 
 
@@ -77,8 +78,12 @@ class DatasetInput(object):
         return {}
 
 
-def build_train_graph(cfg, inputs, device="cpu"):
-    """Build the whole training graph in the default graph."""
+def build_train_graph(cfg, inputs, device="cpu", distributed=None):
+    """Build the whole training graph in the default graph.
+
+    ``distributed``: a :mod:`hgpipe.train.distributed` backend (gradient averaging and
+    the optional learning-rate scaling); None trains on one device.
+    """
     tf = import_tf()
     train = cfg["Train"]
     # Two towers sharing weights, each with a static mode: a tf.cond on a mode tensor
@@ -96,9 +101,12 @@ def build_train_graph(cfg, inputs, device="cpu"):
     learning_rate = tf.train.exponential_decay(
         train["learning_rate"], global_step, train["decay_step"],
         train["learning_rate_decay"], staircase=True, name="learning_rate")
+    if distributed is not None:
+        learning_rate = scaled_learning_rate(tf, learning_rate, global_step, distributed.size,
+                                             train["lr_scaling"], train["lr_warmup_steps"])
     optimizer = tf.train.RMSPropOptimizer(learning_rate, decay=train["rmsprop_decay"],
                                           epsilon=train["rmsprop_epsilon"])
-    optimizer = wrap_optimizer(optimizer, device, train["mixed_precision"])
+    optimizer = wrap_optimizer(optimizer, device, train["mixed_precision"], distributed)
     with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS)):
         train_op = optimizer.minimize(loss, global_step=global_step)
     with tf.variable_scope("data_position"):
