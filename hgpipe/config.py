@@ -165,7 +165,8 @@ SCHEMA = OrderedDict([
                         "R G B mean subtracted from the [0,1] input (bearpaw); None: none")),
     ])),
     ("Train", OrderedDict([
-        ("batch_size", (_positive(int), 4, "samples per step")),
+        ("batch_size", (_positive(int), 4, "samples per step on each device (global batch: "
+                                           "batch_size x ranks)")),
         ("nEpochs", (_positive(int), 200, "epochs (total steps = nEpochs x epoch_size)")),
         ("epoch_size", (_positive(int), 1000, "steps per epoch")),
         ("learning_rate", (_positive(float), 2.5e-4, "initial RMSProp learning rate")),
@@ -191,6 +192,11 @@ SCHEMA = OrderedDict([
         ("device_flip", (_bool, False, "random horizontal flip per sample in the graph")),
         ("device_color", (_fraction, 0.0, "per-channel gain U(1-c, 1+c) in the graph; 0 off")),
         ("device", (_choice("cpu", "gpu", "npu"), "cpu", "cpu, gpu or npu (Ascend)")),
+        ("distributed", (_choice("none", "horovod", "hccl"), "none",
+                         "data parallel over ranks: horovod (gpu/cpu), hccl (Ascend)")),
+        ("lr_scaling", (_choice("none", "linear"), "none",
+                        "linear: learning_rate x ranks (off: references used 1 device)")),
+        ("lr_warmup_steps", (_non_negative(int), 0, "linear scaling: steps to reach it")),
         ("mixed_precision", (_bool, True, "fp16 on gpu/npu with loss scaling")),
         ("precision_mode", (_optional_str, None, "npu: explicit Ascend precision_mode")),
         ("prefetch_batches", (_positive(int), 8, "batches the feed thread reads ahead")),

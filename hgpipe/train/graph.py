@@ -13,6 +13,7 @@ from hgpipe.model.loss import heatmap_loss
 from hgpipe.tf_compat import import_tf
 from hgpipe.train.augment import augment_on_device
 from hgpipe.train.devices import wrap_optimizer
+from hgpipe.train.distributed import scaled_learning_rate
 from hgpipe.train.schedules import learning_rate_tensor
 from hgpipe.joints import NUM_JOINTS
 
@@ -79,8 +80,12 @@ class DatasetInput(object):
         return {}
 
 
-def build_train_graph(cfg, inputs, device="cpu"):
-    """Build the whole training graph in the default graph."""
+def build_train_graph(cfg, inputs, device="cpu", distributed=None):
+    """Build the whole training graph in the default graph.
+
+    ``distributed``: a :mod:`hgpipe.train.distributed` backend (gradient averaging and
+    the optional learning-rate scaling); None trains on one device.
+    """
     tf = import_tf()
     train = cfg["Train"]
     # Two towers sharing weights, each with a static mode: a tf.cond on a mode tensor
@@ -97,9 +102,12 @@ def build_train_graph(cfg, inputs, device="cpu"):
                                       weighted=train["weighted_loss"])
     global_step = tf.train.get_or_create_global_step()
     learning_rate = learning_rate_tensor(train, global_step)
+    if distributed is not None:
+        learning_rate = scaled_learning_rate(tf, learning_rate, global_step, distributed.size,
+                                             train["lr_scaling"], train["lr_warmup_steps"])
     optimizer = tf.train.RMSPropOptimizer(learning_rate, decay=train["rmsprop_decay"],
                                           epsilon=train["rmsprop_epsilon"])
-    optimizer = wrap_optimizer(optimizer, device, train["mixed_precision"])
+    optimizer = wrap_optimizer(optimizer, device, train["mixed_precision"], distributed)
     with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS)):
         train_op = optimizer.minimize(loss, global_step=global_step)
     with tf.variable_scope("data_position"):
