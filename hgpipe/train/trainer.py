@@ -23,6 +23,7 @@ from hgpipe.eval.inference import predict_image_coords, read_val_inputs, run_bat
 from hgpipe.eval.pckh import score_pckh
 from hgpipe.eval.pred_files import EvalFileError, read_ground_truth
 from hgpipe.tf_compat import import_tf
+from hgpipe.train.determinism import make_deterministic
 from hgpipe.train.devices import check_device, session_config
 from hgpipe.train.feeder import Prefetcher, ShardBatches
 from hgpipe.train.graph import DatasetInput, FeedInput, build_train_graph
@@ -206,8 +207,11 @@ class Trainer(object):
         with graph.as_default():
             self._build(tf)
             train = self.cfg["Train"]
-            sess = tf.Session(config=session_config(self.device, train["mixed_precision"],
-                                                    train["precision_mode"]))
+            config = session_config(self.device, train["mixed_precision"],
+                                    train["precision_mode"])
+            if train["deterministic"]:
+                make_deterministic(config)
+            sess = tf.Session(config=config)
             try:
                 return self._loop(tf, sess, started)
             finally:
