@@ -15,9 +15,10 @@ from click.testing import CliRunner
 
 from conftest import REPO_ROOT, cli_runner, make_synthetic_mpii
 from hgpipe.cli import main
+from hgpipe.codec import heatmap_to_crop
 from hgpipe.data import schema
 from hgpipe.data.shards import file_sha256, load_manifest, shard_paths
-from hgpipe.data.transforms import apply_affine, heatmap_to_crop
+from hgpipe.data.transforms import apply_affine
 from hgpipe.joints import FLIP_PERMUTATION
 
 SMALL = ["--set", "Prepare.variants=3", "--set", "Prepare.shard_size=8",

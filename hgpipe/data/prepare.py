@@ -21,10 +21,11 @@ from typing import List, NamedTuple
 import numpy as np
 
 from hgpipe import __version__, atomic
+from hgpipe.codec import HEATMAP_SCALE, quantize_heatmaps
 from hgpipe.data import schema, shards
 from hgpipe.data.images import ImageError, decode_image
 from hgpipe.data.transforms import (PLAIN, crop_zoom, decode_reduction, make_sample,
-                                    person_rng, quantize_heatmaps, sample_augmentation)
+                                    person_rng, sample_augmentation)
 
 
 class PrepareError(ValueError):
@@ -165,7 +166,7 @@ def build_shard(task, settings, out_dir, progress=None):
             for aug in augs:
                 sample = make_sample(image, record, aug, input_size, heatmap_size,
                                      settings["sigma"], reduction)
-                sample["heatmaps"] = quantize_heatmaps(sample["heatmaps"], schema.HEATMAP_SCALE)
+                sample["heatmaps"] = quantize_heatmaps(sample["heatmaps"], HEATMAP_SCALE)
                 sample["image_name"] = record.image_name.encode("utf-8")
                 sample["annolist_index"] = record.annolist_index
                 sample["person_index"] = record.person_index
@@ -301,7 +302,7 @@ def write_manifest(out_dir, cfg, entries, skipped_pairs, annotation_file, source
         "counts": counts,
         "input_size": cfg["DataSetHG"]["img_size"],
         "heatmap_size": cfg["DataSetHG"]["hm_size"],
-        "heatmap_scale": schema.HEATMAP_SCALE,
+        "heatmap_scale": HEATMAP_SCALE,
         "config": cfg.as_dict(),
         "shards": [{k: v for k, v in e.items() if k != "skipped"} for e in entries],
         "skipped_count": len(skipped_pairs),
