@@ -6,6 +6,8 @@
 #       DeviceType, CaseName, ActualFPS, TrainingTime (ms/step), TrainAccuracy (val PCKh),
 #       ActualLoss, E2ETrainingTime
 #   output/$ASCEND_DEVICE_ID/train_${CaseName}_loss.txt     final loss
+#   output/$ASCEND_DEVICE_ID/ckpt       the full run's logdir (a rerun resumes it)
+#   output/$ASCEND_DEVICE_ID/ckpt_perf  the performance run's logdir (fresh every run)
 # and on stdout "Final Performance images/sec : X" and "E2E Training Duration sec : Y".
 #
 # --data_path is an MPII folder (images/ + annotations; prepared into shards first, once)
@@ -71,18 +73,37 @@ if [ ! -f "$data_path/manifest.json" ]; then
 fi
 extra=()
 [ -n "$steps" ] && extra+=(--steps "$steps")
-"${HG[@]}" train --config "$config" --data "$shards" --logdir "$out/ckpt" --device "$device" \
+# A full run resumes its own checkpoints; a performance run always starts from step 0 in
+# a fresh folder of its own, so neither one resumes or rotates away the other's.
+if [ "$mode" = performance ]; then
+  logdir="$out/ckpt_perf"
+  rm -rf "$logdir"
+else
+  logdir="$out/ckpt"
+fi
+"${HG[@]}" train --config "$config" --data "$shards" --logdir "$logdir" --device "$device" \
     --set "Train.precision_mode=$precision_mode" "${extra[@]}" >> "$log" 2>&1
 end_time=$(date +%s)
 e2e_time=$(( end_time - start_time ))
 
-summary="$out/ckpt/train_summary.json"
-field() { python3 -c "import json,sys; v=json.load(open(sys.argv[1])).get(sys.argv[2]); print('' if v is None else v)" "$summary" "$1"; }
-BatchSize=$(field batch_size)
-FPS=$(python3 -c "print('%.2f' % float('$(field images_per_sec)'))")
-TrainingTime=$(python3 -c "print('%.3f' % float('$(field step_time_ms_median)'))")
-ActualLoss=$(field final_loss)
-train_accuracy=$(python3 -c "import json; h=json.load(open('$summary'))['validation']; print('%.2f' % h[-1]['pckh'] if h else '')")
+# every figure from train_summary.json in one read; a missing value is printed empty
+# (a run of 0 steps has no rate), never a parse error
+summary="$logdir/train_summary.json"
+eval "$("${PYTHON:-python3}" - "$summary" <<'PY'
+import json, shlex, sys
+s = json.load(open(sys.argv[1]))
+def fmt(value, pattern):
+    return "" if value is None else pattern % value
+history = s.get("validation") or []
+values = {"BatchSize": s.get("batch_size"),
+          "FPS": fmt(s.get("images_per_sec"), "%.2f"),
+          "TrainingTime": fmt(s.get("step_time_ms_median"), "%.3f"),
+          "ActualLoss": fmt(s.get("final_loss"), "%s"),
+          "train_accuracy": fmt(history[-1]["pckh"], "%.2f") if history else ""}
+for name, value in values.items():
+    print("%s=%s" % (name, shlex.quote("" if value is None else str(value))))
+PY
+)"
 echo "------------------ Final result ------------------"
 echo "Final Performance images/sec : $FPS"
 echo "Final Train Accuracy : ${train_accuracy}"

@@ -26,8 +26,10 @@ supervised (weight 1) only if it is annotated and its heatmap position lies insi
 map (``-0.5 <= x < heatmap_size - 0.5`` on both axes, i.e. inside a pixel of it).  Each
 supervised joint gets a Gaussian of peak 1 and standard deviation ``sigma`` heatmap
 pixels centred on its float position (no rounding to a pixel); the others an all-zero
-map.  Shards store the maps as uint8, ``round(value * HEATMAP_SCALE)``; the graph divides
-by ``HEATMAP_SCALE`` again (:func:`hgpipe.model.hourglass.heatmaps_from_uint8`).
+map.  Shards store the maps as uint8, ``round(value * HEATMAP_SCALE)``, rendered only
+inside the window where a Gaussian's stored value is non-zero
+(:func:`render_quantized_heatmaps`, byte-identical to quantizing the full render); the
+graph divides by ``HEATMAP_SCALE`` again (:func:`hgpipe.model.hourglass.heatmaps_from_uint8`).
 
 Decode (heatmaps -> joints): the argmax, moved a quarter pixel along each axis toward the
 higher of its two neighbours (Newell's and bearpaw's rule), only when the argmax is
@@ -96,19 +98,57 @@ def supervised(joints_hm, annotated, heatmap_size):
     return (annotated & inside).astype(np.float32)
 
 
+def _gaussian_axes(joints, heatmap_size, sigma):
+    """The separable factors of every joint's Gaussian: gx (W, J) and gy (H, J), float32."""
+    grid = np.arange(heatmap_size, dtype=np.float32)
+    joints = np.asarray(joints, dtype=np.float32)
+    scale = np.float32(-0.5 / sigma ** 2)
+    gx = np.exp((grid[:, None] - joints[None, :, 0]) ** 2 * scale)  # (W, J)
+    gy = np.exp((grid[:, None] - joints[None, :, 1]) ** 2 * scale)  # (H, J)
+    return gx, gy
+
+
 def render_heatmaps(joints, weights, heatmap_size, sigma):
     """Float Gaussians of height 1 at float joint positions, (H, W, J) float32.
 
     Computed separably (an outer product per joint, broadcast straight into the output
     layout) from the exact float coordinates; joints with weight 0 get an all-zero map.
     """
-    grid = np.arange(heatmap_size, dtype=np.float32)
-    joints = np.asarray(joints, dtype=np.float32)
-    scale = np.float32(-0.5 / sigma ** 2)
-    gx = np.exp((grid[:, None] - joints[None, :, 0]) ** 2 * scale)  # (W, J)
-    gy = np.exp((grid[:, None] - joints[None, :, 1]) ** 2 * scale)  # (H, J)
+    gx, gy = _gaussian_axes(joints, heatmap_size, sigma)
     gy *= (np.asarray(weights) > 0)[None, :]
     return gy[:, None, :] * gx[None, :, :]
+
+
+def render_quantized_heatmaps(joints, weights, heatmap_size, sigma, scale, out=None):
+    """``quantize_heatmaps(render_heatmaps(...), scale)``, byte for byte, 3-4x cheaper.
+
+    A stored value round(gx * gy * scale) is never above round(gx * scale) (gy <= 1 and
+    every step is monotonic in float32), so a map is zero outside the rows and columns
+    where its 1-D factors alone quantize above zero (about +-3.5 sigma): only that window
+    is computed, for all joints at once. ``out`` (H, W, J) uint8 is overwritten if given.
+    """
+    gx, gy = _gaussian_axes(joints, heatmap_size, sigma)
+    if out is None:
+        out = np.zeros((heatmap_size, heatmap_size, gx.shape[1]), np.uint8)
+    else:
+        out.fill(0)
+    scale, half = np.float32(scale), np.float32(0.5)
+    live_x, live_y = gx * scale + half >= 1, gy * scale + half >= 1
+    drawn = np.flatnonzero((np.asarray(weights) > 0) & live_x.any(0) & live_y.any(0))
+    if len(drawn):
+        windows = []
+        for live in (live_y, live_x):
+            first = live.argmax(0)[drawn]
+            end = heatmap_size - live[::-1].argmax(0)[drawn]
+            size = int((end - first).max())   # one window size for all joints, shifted
+            start = np.minimum(first, heatmap_size - size)   # to stay inside the map
+            windows.append(start[:, None] + np.arange(size))
+        ys, xs = windows
+        column = drawn[:, None]
+        values = gy[ys, column][:, :, None] * gx[xs, column][:, None, :]
+        out[ys[:, :, None], xs[:, None, :], drawn[:, None, None]] = (
+            values * scale + half).astype(np.uint8)
+    return out
 
 
 def quantize_heatmaps(heatmaps, scale=HEATMAP_SCALE):
@@ -223,14 +263,22 @@ class HeatmapCodec(object):
     def heatmap_to_crop(self, points):
         return heatmap_to_crop(points, self.input_size, self.heatmap_size)
 
-    def encode(self, joints_crop, annotated):
+    def encode(self, joints_crop, annotated, stored_scale=None, out=None):
         """Joints (J, 2) in crop pixels and their annotated flags (J,) bool ->
-        (heatmaps (H, W, J) float32, weights (J,) float32, joints (J, 2) in heatmap pixels)."""
+        (heatmaps (H, W, J), weights (J,) float32, joints (J, 2) in heatmap pixels).
+
+        Heatmaps are float32 in [0, 1], or with ``stored_scale`` (normally
+        :data:`HEATMAP_SCALE`) the stored uint8 maps, written into ``out`` if given.
+        """
         if self.sigma is None:
             raise ValueError("HeatmapCodec.encode needs a sigma")
         joints_hm = self.crop_to_heatmap(joints_crop)
         weights = supervised(joints_hm, annotated, self.heatmap_size)
-        heatmaps = render_heatmaps(joints_hm, weights, self.heatmap_size, self.sigma)
+        if stored_scale is None:
+            heatmaps = render_heatmaps(joints_hm, weights, self.heatmap_size, self.sigma)
+        else:
+            heatmaps = render_quantized_heatmaps(joints_hm, weights, self.heatmap_size,
+                                                 self.sigma, stored_scale, out)
         return heatmaps, weights, joints_hm
 
     @staticmethod

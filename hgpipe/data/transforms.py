@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from hgpipe import codec
+from hgpipe.data.augment import sample_preset
 
 # The hourglass papers' crop: centre moved down 15*s, box 200*s enlarged by 1.25.
 CENTER_SHIFT_Y = 15.0
@@ -79,12 +80,16 @@ def warp_crop(image_bgr, affine_0based, input_size):
 
 
 def sample_augmentation(rng, cfg_prepare):
-    """Draw one augmentation in the ranges of Newell's Torch training code.
+    """Draw one augmentation: a preset of :mod:`hgpipe.data.augment`, or ``custom``:
 
     scale = 1 + N(0, f) clamped to [1-f, 1+f]; rotation = N(0, r) clamped to [-2r, 2r],
-    applied with probability ``rotation_prob`` (Torch: 0.6); flip with probability 0.5;
-    colour: each channel multiplied by U(1-c, 1+c).
+    applied with probability ``rotation_prob``; flip with probability 0.5; colour: each
+    channel multiplied by U(1-c, 1+c) (with the defaults: bearpaw's ranges).
     """
+    preset = cfg_prepare.get("augmentation", "custom")
+    if preset != "custom":
+        return Augmentation(*sample_preset(rng, preset, flip=cfg_prepare["flip"],
+                                           color=cfg_prepare["color_jitter"] > 0))
     f = cfg_prepare["scale_factor"]
     r = cfg_prepare["rotation"]
     c = cfg_prepare["color_jitter"]
@@ -111,13 +116,14 @@ def person_rng(seed, image_name, person_index, ordinal):
     return _PERSON_RNG
 
 
-def bgr_to_rgb_with_gains(crop_bgr, gains=(1.0, 1.0, 1.0)):
+def bgr_to_rgb_with_gains(crop_bgr, gains=(1.0, 1.0, 1.0), out=None):
     """BGR -> RGB and per-channel colour gain (saturating) in one pass: one 3x3 colour
-    transform, ~4x cheaper than a conversion followed by lookup tables."""
+    transform, ~4x cheaper than a conversion followed by lookup tables. Written into
+    ``out`` when given (same shape, contiguous)."""
     matrix = np.zeros((3, 3), np.float32)
     for out_channel, source_channel in enumerate((2, 1, 0)):
         matrix[out_channel, source_channel] = gains[out_channel]
-    return cv2.transform(crop_bgr, matrix)
+    return cv2.transform(crop_bgr, matrix, dst=out)
 
 
 def crop_zoom(record, aug, input_size):
@@ -138,26 +144,32 @@ def decode_reduction(zooms, largest=8):
     return reduction
 
 
-def make_sample(image_bgr, record, aug, input_size, heatmap_size, sigma, reduction=1):
+def make_sample(image_bgr, record, aug, input_size, heatmap_size, sigma, reduction=1,
+                heatmap_scale=None, out=None):
     """One training/validation sample from a decoded image and a person record.
 
     ``reduction`` is the factor the image was decoded smaller by (see
     :func:`hgpipe.data.images.decode_image`); coordinates stay those of the full image.
     Returns a dict with the per-sample arrays of the shard schema (image, heatmaps as
-    float, joints in heatmap pixels, weights, crop_to_image, center, scale, ...).
+    float, joints in heatmap pixels, weights, crop_to_image, center, scale, ...). With
+    ``heatmap_scale`` the heatmaps are the stored uint8 ones
+    (:func:`hgpipe.codec.render_quantized_heatmaps`); ``out`` may hold destination arrays for
+    "images" and "heatmaps" (one sample each), written in place instead of allocated.
     """
+    out = out or {}
     center, scale = hourglass_box(record.center, record.scale)
     to_crop = image_to_crop_affine(center, scale, input_size, aug)
     crop = bgr_to_rgb_with_gains(
-        warp_crop(image_bgr, codec.cv2_affine(to_crop, reduction), input_size), aug.gains)
+        warp_crop(image_bgr, codec.cv2_affine(to_crop, reduction), input_size), aug.gains,
+        out.get("images"))
 
     joints_crop = apply_affine(to_crop, record.joints)
     annotated = record.annotated.copy()
     if aug.flip:  # the affine mirrored the crop; now swap the joints' identities
         joints_crop = codec.swap_left_right(joints_crop)
         annotated = codec.swap_left_right(annotated)
-    heatmaps, weights, joints_hm = codec.HeatmapCodec(
-        input_size, heatmap_size, sigma).encode(joints_crop, annotated)
+    heatmaps, weights, joints_hm = codec.HeatmapCodec(input_size, heatmap_size, sigma).encode(
+        joints_crop, annotated, heatmap_scale, out.get("heatmaps"))
     return {
         "images": crop,
         "heatmaps": heatmaps,
