@@ -16,9 +16,8 @@ import numpy as np
 from tqdm import tqdm
 
 from hgpipe import __version__, atomic, draw
+from hgpipe.codec import HeatmapCodec
 from hgpipe.data import shards
-from hgpipe.data.transforms import heatmap_to_crop
-from hgpipe.eval.decode import decode_heatmaps
 from hgpipe.eval.inference import predict_image_coords, read_val_inputs, run_batched
 from hgpipe.eval.pckh import score_pckh
 from hgpipe.eval.pred_files import EvalFileError, read_ground_truth
@@ -206,9 +205,8 @@ class Trainer(object):
         """Val crops with the joints the model predicts, for TensorBoard."""
         images = self.validation[0][:count]
         heatmaps = run_batched(self._run_model(sess), images, self.batch_size)
-        coords, _ = decode_heatmaps(heatmaps)
-        tiles = [draw.draw_skeleton(img, heatmap_to_crop(c, self.input_size, self.heatmap_size))
-                 for img, c in zip(images, coords)]
+        coords, _ = HeatmapCodec(self.input_size, self.heatmap_size).decode_to_crop(heatmaps)
+        tiles = [draw.draw_skeleton(img, c) for img, c in zip(images, coords)]
         return draw.montage(tiles, columns=min(len(tiles), 3))
 
     # ------------------------------------------------------------------ the loop
