@@ -1,4 +1,4 @@
-"""The training graph: inputs -> Stacked Hourglass -> masked MSE -> RMSProp step.
+"""The training graph: inputs -> Stacked Hourglass -> masked MSE -> optimizer step.
 
 Inputs are uint8 (images and stored heatmaps) and are converted to float on the device,
 so the host copies 4x fewer bytes per sample than with float32 feeds. The data position
@@ -12,6 +12,7 @@ from hgpipe.model.inference import model_kwargs
 from hgpipe.model.loss import heatmap_loss
 from hgpipe.tf_compat import import_tf
 from hgpipe.train.devices import wrap_optimizer
+from hgpipe.train.optimizers import make_optimizer
 from hgpipe.train.schedules import learning_rate_tensor
 from hgpipe.joints import NUM_JOINTS
 
@@ -95,9 +96,8 @@ def build_train_graph(cfg, inputs, device="cpu"):
                                       weighted=train["weighted_loss"])
     global_step = tf.train.get_or_create_global_step()
     learning_rate = learning_rate_tensor(train, global_step)
-    optimizer = tf.train.RMSPropOptimizer(learning_rate, decay=train["rmsprop_decay"],
-                                          epsilon=train["rmsprop_epsilon"])
-    optimizer = wrap_optimizer(optimizer, device, train["mixed_precision"])
+    optimizer = wrap_optimizer(make_optimizer(train, learning_rate), device,
+                               train["mixed_precision"])
     with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS)):
         train_op = optimizer.minimize(loss, global_step=global_step)
     with tf.variable_scope("data_position"):
