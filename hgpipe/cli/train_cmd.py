@@ -29,7 +29,8 @@ from hgpipe.data.shards import load_manifest
 @config_options
 def train_command(cfg, data_dir, logdir, device, steps, resume, input_mode,
                   distributed_backend):
-    """Train with RMSProp (lr 2.5e-4 x0.96 every 2000 steps by default).
+    """Train with [Train] optimizer and lr_schedule (default: TF's RMSProp, 2.5e-4 x0.96
+    every 2000 steps).
 
     A background thread reads shuffled shard batches ahead of the device; each step's
     wall time and input wait are measured. Checkpoints every [Saver] saver_step steps,

@@ -27,6 +27,7 @@ from hgpipe.train.devices import check_device, session_config
 from hgpipe.train import distributed
 from hgpipe.train.feeder import Prefetcher, ShardBatches
 from hgpipe.train.graph import DatasetInput, FeedInput, build_train_graph
+from hgpipe.train.optimizers import optimizer_state
 
 CONFIG_FILE = "config.ini"
 SUMMARY_FILE = "train_summary.json"
@@ -61,7 +62,7 @@ class _StopSignal(object):
 
 
 def _check_logdir_config(cfg, logdir):
-    """A logdir belongs to one network: refuse to resume a different architecture."""
+    """A logdir belongs to one network and optimizer: refuse to resume another."""
     from hgpipe.config import load_config
     path = os.path.join(logdir, CONFIG_FILE)
     if os.path.isfile(path):
@@ -72,6 +73,10 @@ def _check_logdir_config(cfg, logdir):
                     "%s: this logdir trained a network with %s=%r, the config asks for %r; "
                     "use another --logdir" % (path, key, previous["Network"][key],
                                               cfg["Network"][key]))
+        before, after = optimizer_state(previous["Train"]), optimizer_state(cfg["Train"])
+        if before != after:
+            raise TrainingError("%s: this logdir trained with %s, the config asks for %s; "
+                                "use another --logdir" % (path, before, after))
 
 
 def _scalar_summary(tf, values):
