@@ -6,6 +6,9 @@
 #       DeviceType, CaseName, ActualFPS, TrainingTime (ms/step), TrainAccuracy (val PCKh),
 #       ActualLoss, E2ETrainingTime
 #   output/$ASCEND_DEVICE_ID/train_${CaseName}_loss.txt     final loss
+#   output/$ASCEND_DEVICE_ID/ckpt       the full run's logdir (a rerun resumes it)
+#   output/$ASCEND_DEVICE_ID/ckpt_perf  the performance run's logdir (fresh every run)
+#     (several devices: output/ckpt and output/ckpt_perf, shared by all ranks)
 # and on stdout "Final Performance images/sec : X" and "E2E Training Duration sec : Y".
 #
 # --data_path is an MPII folder (images/ + annotations; prepared into shards first, once)
@@ -95,17 +98,24 @@ train() {  # the training command of one process; its log is the caller's busine
   "${HG[@]}" train --config "$config" --data "$shards" --device "$device" \
       --set "Train.precision_mode=$precision_mode" "${extra[@]}" "$@"
 }
-ckpt_dir="$out/ckpt"
+# A full run resumes its own checkpoints; a performance run always starts from step 0 in
+# a fresh folder of its own, so neither one resumes or rotates away the other's.
+# Several devices share one logdir (rank 0 writes it, every rank resumes from it).
+[ "$RANK_SIZE" = 1 ] && base="$out" || base="$cur_path/output"
+if [ "$mode" = performance ]; then
+  logdir="$base/ckpt_perf"
+  [ "${RANK_ID_START:-0}" = 0 ] && rm -rf "$logdir"
+else
+  logdir="$base/ckpt"
+fi
 if [ "$RANK_SIZE" = 1 ]; then
-  train --logdir "$ckpt_dir" >> "$log" 2>&1
+  train --logdir "$logdir" >> "$log" 2>&1
 else
   if [ -z "$rank_table" ] || [ ! -f "$rank_table" ]; then
     echo "[Error] RANK_TABLE_FILE '${rank_table}' not found: HCCL needs the rank table of the" \
          "devices (set RANK_TABLE_FILE or --rank_table_file=FILE)" >&2; exit 1
   fi
-  backend=hccl
   [ "$device" = npu ] || { echo "[Error] the 8p scripts train on npu (HCCL); on $device use horovodrun (README)" >&2; exit 1; }
-  logdir="$cur_path/output/ckpt"
   pids=()
   for (( local_id = 0; local_id < DEVICE_NUM; local_id++ )); do
     rank=$(( RANK_ID_START + local_id ))
@@ -113,8 +123,7 @@ else
     mkdir -p "$dev_out"
     echo "[$(date +%Y%m%d-%H:%M:%S)] [INFO] start: rank $rank of $RANK_SIZE on device $local_id" >> "$log"
     RANK_ID=$rank RANK_SIZE=$RANK_SIZE ASCEND_DEVICE_ID=$local_id RANK_TABLE_FILE="$rank_table" \
-      train --logdir "$logdir" --distributed "$backend" \
-      >> "$dev_out/train_$local_id.log" 2>&1 &
+      train --logdir "$logdir" --distributed hccl >> "$dev_out/train_$local_id.log" 2>&1 &
     pids+=($!)
   done
   failed=""
@@ -129,18 +138,28 @@ else
     echo "ranks $RANK_ID_START..$(( RANK_ID_START + DEVICE_NUM - 1 )) done; the machine with rank 0 reports"
     exit 0
   fi
-  ckpt_dir="$logdir"
 fi
 end_time=$(date +%s)
 e2e_time=$(( end_time - start_time ))
 
-summary="$ckpt_dir/train_summary.json"
-field() { python3 -c "import json,sys; v=json.load(open(sys.argv[1])).get(sys.argv[2]); print('' if v is None else v)" "$summary" "$1"; }
-BatchSize=$(field batch_size)
-FPS=$(python3 -c "print('%.2f' % float('$(field images_per_sec)'))")
-TrainingTime=$(python3 -c "print('%.3f' % float('$(field step_time_ms_median)'))")
-ActualLoss=$(field final_loss)
-train_accuracy=$(python3 -c "import json; h=json.load(open('$summary'))['validation']; print('%.2f' % h[-1]['pckh'] if h else '')")
+# every figure from train_summary.json in one read; a missing value is printed empty
+# (a run of 0 steps has no rate), never a parse error
+summary="$logdir/train_summary.json"
+eval "$("${PYTHON:-python3}" - "$summary" <<'PY'
+import json, shlex, sys
+s = json.load(open(sys.argv[1]))
+def fmt(value, pattern):
+    return "" if value is None else pattern % value
+history = s.get("validation") or []
+values = {"BatchSize": s.get("batch_size"),
+          "FPS": fmt(s.get("images_per_sec"), "%.2f"),
+          "TrainingTime": fmt(s.get("step_time_ms_median"), "%.3f"),
+          "ActualLoss": fmt(s.get("final_loss"), "%s"),
+          "train_accuracy": fmt(history[-1]["pckh"], "%.2f") if history else ""}
+for name, value in values.items():
+    print("%s=%s" % (name, shlex.quote("" if value is None else str(value))))
+PY
+)"
 echo "------------------ Final result ------------------"
 echo "Final Performance images/sec : $FPS"
 echo "Final Train Accuracy : ${train_accuracy}"

@@ -11,8 +11,10 @@ from hgpipe.model.hourglass import build_hourglass, heatmaps_from_uint8, input_f
 from hgpipe.model.inference import model_kwargs
 from hgpipe.model.loss import heatmap_loss
 from hgpipe.tf_compat import import_tf
+from hgpipe.train.augment import augment_on_device
 from hgpipe.train.devices import wrap_optimizer
 from hgpipe.train.distributed import scaled_learning_rate
+from hgpipe.train.schedules import learning_rate_tensor
 from hgpipe.joints import NUM_JOINTS
 
 
@@ -89,18 +91,17 @@ def build_train_graph(cfg, inputs, device="cpu", distributed=None):
     # Two towers sharing weights, each with a static mode: a tf.cond on a mode tensor
     # would put both batch-norm branches (and their gradients) in one graph, slower to
     # build and to run.
-    outputs = build_hourglass(input_from_uint8(inputs.images), is_training=True,
-                              **model_kwargs(cfg))
+    augmented = augment_on_device(input_from_uint8(inputs.images),
+                                  heatmaps_from_uint8(inputs.heatmaps), inputs.weights,
+                                  train["device_flip"], train["device_color"])
+    outputs = build_hourglass(augmented.images, is_training=True, **model_kwargs(cfg))
     eval_images = tf.placeholder(tf.uint8, inputs.images.shape, name="eval_images")
     eval_outputs = build_hourglass(input_from_uint8(eval_images), is_training=False,
                                    reuse=True, **model_kwargs(cfg))
-    targets = heatmaps_from_uint8(inputs.heatmaps)
-    loss, stack_losses = heatmap_loss(outputs, targets, inputs.weights,
+    loss, stack_losses = heatmap_loss(outputs, augmented.heatmaps, augmented.weights,
                                       weighted=train["weighted_loss"])
     global_step = tf.train.get_or_create_global_step()
-    learning_rate = tf.train.exponential_decay(
-        train["learning_rate"], global_step, train["decay_step"],
-        train["learning_rate_decay"], staircase=True, name="learning_rate")
+    learning_rate = learning_rate_tensor(train, global_step)
     if distributed is not None:
         learning_rate = scaled_learning_rate(tf, learning_rate, global_step, distributed.size,
                                              train["lr_scaling"], train["lr_warmup_steps"])

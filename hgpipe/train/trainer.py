@@ -130,7 +130,8 @@ class Trainer(object):
         train = self.cfg["Train"]
         tf.set_random_seed(train["seed"])
         self.reader = ShardBatches(self.data_dir, "train", self.batch_size, seed=train["seed"],
-                                   capacity=train["prefetch_batches"])
+                                   capacity=train["prefetch_batches"],
+                                   rank=self.dist.rank, num_ranks=self.dist.size)
         if self.input_mode == "feed":
             inputs = FeedInput(self.batch_size, self.input_size, self.heatmap_size)
         elif self.input_mode == "dataset":
@@ -167,7 +168,9 @@ class Trainer(object):
         val = self.cfg["Validation"]
         if val["validate_every"] == 0 or self.manifest["counts"].get("val", 0) == 0:
             return None
-        limit = val["valid_iteration"] * self.batch_size or None
+        # the whole val split unless [Validation] val_persons asks for fewer (the seed's
+        # valid_iteration no longer limits it: 10 x batch 4 made a 40-person score)
+        limit = val["val_persons"] or None
         try:
             gt = read_ground_truth(self.data_dir)
         except EvalFileError as exc:
@@ -388,8 +391,10 @@ class Trainer(object):
         values = {"val/PCKh_mean": mean}
         values.update(("val/PCKh_%s" % name, v) for name, v in result.columns.items())
         writer.add_summary(_scalar_summary(tf, values), step)
-        line = "step %d: val PCKh@%.1f %.2f (%d persons)" % (
-            step, result.threshold, mean, len(self.validation[0]))
+        scored, total = len(self.validation[0]), self.manifest["counts"]["val"]
+        line = "step %d: val PCKh@%.1f %.2f (%s)" % (
+            step, result.threshold, mean, "%d persons" % scored if scored == total
+            else "%d of %d persons, subset" % (scored, total))
         (bar.write if bar is not None else self.echo)(line)
         return {"step": step, "pckh": mean,
                 "columns": {k: float(v) for k, v in result.columns.items()}}
