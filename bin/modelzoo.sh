@@ -8,7 +8,6 @@
 #   output/$ASCEND_DEVICE_ID/train_${CaseName}_loss.txt     final loss
 #   output/$ASCEND_DEVICE_ID/ckpt       the full run's logdir (a rerun resumes it)
 #   output/$ASCEND_DEVICE_ID/ckpt_perf  the performance run's logdir (fresh every run)
-#     (several devices: output/ckpt and output/ckpt_perf, shared by all ranks)
 # and on stdout "Final Performance images/sec : X" and "E2E Training Duration sec : Y".
 #
 # --data_path is an MPII folder (images/ + annotations; prepared into shards first, once)
@@ -100,22 +99,21 @@ train() {  # the training command of one process; its log is the caller's busine
 }
 # A full run resumes its own checkpoints; a performance run always starts from step 0 in
 # a fresh folder of its own, so neither one resumes or rotates away the other's.
-# Several devices share one logdir (rank 0 writes it, every rank resumes from it).
-[ "$RANK_SIZE" = 1 ] && base="$out" || base="$cur_path/output"
-if [ "$mode" = performance ]; then
-  logdir="$base/ckpt_perf"
-  [ "${RANK_ID_START:-0}" = 0 ] && rm -rf "$logdir"
-else
-  logdir="$base/ckpt"
-fi
+ckpt_name=ckpt
+[ "$mode" = performance ] && ckpt_name=ckpt_perf
 if [ "$RANK_SIZE" = 1 ]; then
+  logdir="$out/$ckpt_name"
+  [ "$mode" = performance ] && rm -rf "$logdir"
   train --logdir "$logdir" >> "$log" 2>&1
 else
   if [ -z "$rank_table" ] || [ ! -f "$rank_table" ]; then
     echo "[Error] RANK_TABLE_FILE '${rank_table}' not found: HCCL needs the rank table of the" \
          "devices (set RANK_TABLE_FILE or --rank_table_file=FILE)" >&2; exit 1
   fi
+  backend=hccl
   [ "$device" = npu ] || { echo "[Error] the 8p scripts train on npu (HCCL); on $device use horovodrun (README)" >&2; exit 1; }
+  logdir="$cur_path/output/$ckpt_name"
+  [ "$mode" = performance ] && [ "$RANK_ID_START" = 0 ] && rm -rf "$logdir"
   pids=()
   for (( local_id = 0; local_id < DEVICE_NUM; local_id++ )); do
     rank=$(( RANK_ID_START + local_id ))
@@ -123,7 +121,8 @@ else
     mkdir -p "$dev_out"
     echo "[$(date +%Y%m%d-%H:%M:%S)] [INFO] start: rank $rank of $RANK_SIZE on device $local_id" >> "$log"
     RANK_ID=$rank RANK_SIZE=$RANK_SIZE ASCEND_DEVICE_ID=$local_id RANK_TABLE_FILE="$rank_table" \
-      train --logdir "$logdir" --distributed hccl >> "$dev_out/train_$local_id.log" 2>&1 &
+      train --logdir "$logdir" --distributed "$backend" \
+      >> "$dev_out/train_$local_id.log" 2>&1 &
     pids+=($!)
   done
   failed=""

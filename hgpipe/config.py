@@ -201,6 +201,8 @@ SCHEMA = OrderedDict([
         ("precision_mode", (_optional_str, None, "npu: explicit Ascend precision_mode")),
         ("prefetch_batches", (_positive(int), 8, "batches the feed thread reads ahead")),
         ("seed", (_int, 0, "shuffling / initialisation seed")),
+        ("deterministic", (_bool, False, "same seed -> bit-identical weights: one thread, "
+                                         "deterministic kernels (hgpipe/train/determinism.py)")),
         ("log_every", (_positive(int), 20, "steps between TensorBoard summaries")),
     ])),
     ("Validation", OrderedDict([

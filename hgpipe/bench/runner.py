@@ -12,10 +12,10 @@ import time
 from typing import NamedTuple
 
 from hgpipe import __version__
-from hgpipe.bench import distributed as distributed_bench
 from hgpipe.bench import feed as feed_bench
 from hgpipe.bench import mixing as mixing_bench
 from hgpipe.bench import online as online_bench
+from hgpipe.bench import distributed as distributed_bench
 from hgpipe.bench import prepare as prepare_bench
 from hgpipe.bench import train as train_bench
 from hgpipe.bench.report import BenchError, make_row, ratio_row
@@ -327,6 +327,17 @@ class Bench(object):
         return self._prepare(shard_cfg, self.sizes.train_samples, self.cores,
                              "train_shards_%s" % name, quiet=True).out_dir
 
+    def _device_augment(self, cfg, name, shards_dir, steps, plain):
+        """The same config again with device-side flip + colour, right after the plain run."""
+        self.say("train %s: %d steps with device flip + colour" % (name, steps))
+        augmented = train_bench.measure_train(
+            train_bench.with_device_augment(cfg), name, shards_dir, steps,
+            os.path.join(self.work, "logdir_%s_device_augment" % name), echo=self.log,
+            progress=self.progress)
+        op_ms = train_bench.time_device_augment_op(
+            plain.batch_size, plain.input_size, cfg["DataSetHG"]["hm_size"])
+        self._add(train_bench.device_augment_rows(plain, augmented, op_ms))
+
     def _distributed_phase(self, prepared):
         """2 Horovod processes vs 1 on the first train config (hgpipe.bench.distributed)."""
         if distributed_bench.horovodrun_path() is None:
@@ -345,17 +356,6 @@ class Bench(object):
         self.notes.append("distributed: both processes share this machine's %d cores, so the "
                           "scaling efficiency is what the all-reduce and the sharing cost "
                           "here, not what separate devices would gain" % self.cores)
-
-    def _device_augment(self, cfg, name, shards_dir, steps, plain):
-        """The same config again with device-side flip + colour, right after the plain run."""
-        self.say("train %s: %d steps with device flip + colour" % (name, steps))
-        augmented = train_bench.measure_train(
-            train_bench.with_device_augment(cfg), name, shards_dir, steps,
-            os.path.join(self.work, "logdir_%s_device_augment" % name), echo=self.log,
-            progress=self.progress)
-        op_ms = train_bench.time_device_augment_op(
-            plain.batch_size, plain.input_size, cfg["DataSetHG"]["hm_size"])
-        self._add(train_bench.device_augment_rows(plain, augmented, op_ms))
 
     def _train_phase(self, prepared):
         for path in self.train_configs:

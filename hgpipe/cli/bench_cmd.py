@@ -37,7 +37,8 @@ def bench_command(data_dir, mpii_dir, config_path, train_configs, json_path, qui
     Rows: the peers' online loader (JPEG decode + augment + heatmaps per sample, 1
     core); `prepare` samples/s per core at 8 variants, 1 worker and all cores, bytes
     on disk, heatmaps gzip vs none; the shard feed (ShardBatches + Prefetcher, no model)
-    warm and cold at batch 4 and 16 next to the memory-copy limit; a few training steps
+    warm and cold at batch 4 and 16 next to the memory-copy limit and the old block
+    reader; how freshly batches mix from epoch to epoch; a few training steps
     of each train config with input wait and GFLOP/s; with Horovod installed, the first
     train config on 2 Horovod/Gloo processes vs 1 (scaling efficiency) and its gradient
     all-reduce time against the step time. Progress goes to stderr, the

@@ -23,6 +23,7 @@ from hgpipe.eval.inference import predict_image_coords, read_val_inputs, run_bat
 from hgpipe.eval.pckh import score_pckh
 from hgpipe.eval.pred_files import EvalFileError, read_ground_truth
 from hgpipe.tf_compat import import_tf
+from hgpipe.train.determinism import make_deterministic
 from hgpipe.train.devices import check_device, session_config
 from hgpipe.train import distributed
 from hgpipe.train.feeder import Prefetcher, ShardBatches
@@ -233,6 +234,8 @@ class Trainer(object):
             train = self.cfg["Train"]
             config = session_config(self.device, train["mixed_precision"],
                                     train["precision_mode"])
+            if train["deterministic"]:
+                make_deterministic(config)
             sess = tf.Session(config=self.dist.session_config(config, self.device))
             try:
                 return self._loop(tf, sess, started)
