@@ -6,6 +6,8 @@
         every variable after every step
     python hvd_worker.py gradient OUT        a batch-norm-in-inference-mode hourglass, one
         SGD step (lr 1) through the averaged gradient; saves the weights before/after
+    python hvd_worker.py partition OUT SHARDS   the reader hgpipe's Trainer builds on this
+        rank; saves the sample indices of its batches in epochs 0 and 1
 
 Each rank starts from a different random initialisation: the broadcast from rank 0 is
 what makes them agree.
@@ -53,6 +55,18 @@ def main(mode, out, steps=1):
     from hgpipe.train.distributed import backend
     tf = import_tf()
     dist = backend("horovod")
+    if mode == "partition":
+        from hgpipe.train.trainer import Trainer
+        trainer = Trainer(load_config(None, ["Train.batch_size=4"]), steps,
+                          os.path.join(out, "logdir"), distributed_backend="horovod")
+        trainer.dist = dist
+        with tf.Graph().as_default():
+            trainer._build(tf)
+        np.savez(os.path.join(out, "rank%d.npz" % dist.rank), size=dist.size,
+                 total=trainer.reader.total, epoch0=trainer.reader.epoch_batches(0),
+                 epoch1=trainer.reader.epoch_batches(1))
+        trainer.reader.close()
+        return
     tf.set_random_seed(1000 + dist.rank)  # different on each rank until the broadcast
     saved = {}
     if mode == "sync":

@@ -105,6 +105,22 @@ def test_averaged_gradient_equals_union_batch_gradient(tmp_path):
         np.testing.assert_allclose(step, g, rtol=1e-4, atol=1e-6 * largest, err_msg=v.name)
 
 
+def test_trainer_ranks_partition_each_epoch(shards_dir, tmp_path):
+    """The reader the Trainer builds on each Horovod rank: disjoint batches whose union
+    is the epoch (less a remainder smaller than one global batch), reshuffled per epoch."""
+    proc = horovodrun([sys.executable, os.path.join(HERE, "hvd_worker.py"), "partition",
+                       str(tmp_path), shards_dir])
+    assert proc.returncode == 0, proc.stdout.decode()[-3000:]
+    ranks = [_load(str(tmp_path), r) for r in (0, 1)]
+    total = int(ranks[0]["total"])
+    for epoch in ("epoch0", "epoch1"):
+        seen = np.concatenate([r[epoch].ravel() for r in ranks])
+        assert len(np.unique(seen)) == len(seen)            # nothing twice
+        assert 0 <= total - len(seen) < 2 * 4               # all but a remainder
+        assert ranks[0][epoch].shape == ranks[1][epoch].shape
+    assert not np.array_equal(ranks[0]["epoch0"], ranks[0]["epoch1"])
+
+
 # ------------------------------------------------------- learning rate and batch size
 def test_linear_lr_scaling_ramps_over_the_warmup():
     from hgpipe.tf_compat import import_tf
@@ -202,7 +218,9 @@ def test_npu_bridge_names_used_exist_in_its_api():
 
 # ----------------------------------------------------------------- the 8p launch script
 STUB = """#!/usr/bin/env bash
-# stands in for python: records how the 8p script launched this rank
+# stands in for python: records how the 8p script launched this rank (other uses of
+# $PYTHON, such as reading train_summary.json, go to the real python3)
+[ "$1" = -m ] || exec python3 "$@"
 out="$STUB_OUT/rank$RANK_ID.txt"
 echo "RANK_ID=$RANK_ID RANK_SIZE=$RANK_SIZE ASCEND_DEVICE_ID=$ASCEND_DEVICE_ID" > "$out"
 echo "RANK_TABLE_FILE=$RANK_TABLE_FILE" >> "$out"
@@ -248,7 +266,7 @@ def test_8p_script_launches_one_process_per_device(tmp_path):
     assert proc.returncode == 0, output
     calls = sorted(glob.glob(str(tmp_path / "calls" / "rank*.txt")))
     assert [os.path.basename(c) for c in calls] == ["rank0.txt", "rank1.txt", "rank2.txt"]
-    logdir = str(tmp_path / "output" / "ckpt")
+    logdir = str(tmp_path / "output" / "ckpt_perf")
     for rank, path in enumerate(calls):
         lines = open(path).read().splitlines()
         assert lines[0] == "RANK_ID=%d RANK_SIZE=3 ASCEND_DEVICE_ID=%d" % (rank, rank)

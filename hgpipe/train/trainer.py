@@ -135,7 +135,8 @@ class Trainer(object):
         train = self.cfg["Train"]
         tf.set_random_seed(train["seed"])
         self.reader = ShardBatches(self.data_dir, "train", self.batch_size, seed=train["seed"],
-                                   capacity=train["prefetch_batches"])
+                                   capacity=train["prefetch_batches"],
+                                   rank=self.dist.rank, num_ranks=self.dist.size)
         if self.input_mode == "feed":
             inputs = FeedInput(self.batch_size, self.input_size, self.heatmap_size)
         elif self.input_mode == "dataset":
