@@ -142,9 +142,9 @@ SCHEMA = OrderedDict([
         ("flip", (_bool, True, "mirror half the variants (left/right joints swapped)")),
         ("color_jitter", (_fraction, 0.2, "per-channel gain uniform in [1-c, 1+c]")),
         ("first_variant_plain", (_bool, False, "variant 0 of each person unaugmented")),
-        ("augmentation", (_choice("custom", "newell", "bearpaw"), "custom",
-                          "preset of the ranges above: newell (pose.lua), bearpaw (mpii.py); "
-                          "custom: the keys as set")),
+        ("augmentation", (_choice("custom", "newell", "bearpaw", "psh"), "custom",
+                          "preset of the ranges above: newell (pose.lua), bearpaw (mpii.py), "
+                          "psh (dp.py); custom: the keys as set (hgpipe/data/augment.py)")),
         ("shard_size", (_positive(int), 1024, "samples per shard file (about)")),
         # measured by `hgpipe bench`: gzip saves 24% of disk, the feed halves (warm)
         ("heatmap_compression", (_choice("none", "gzip"), "none", "heatmaps on disk")),
@@ -165,7 +165,8 @@ SCHEMA = OrderedDict([
                         "R G B mean subtracted from the [0,1] input (bearpaw); None: none")),
     ])),
     ("Train", OrderedDict([
-        ("batch_size", (_positive(int), 4, "samples per step")),
+        ("batch_size", (_positive(int), 4, "samples per step on each device (global batch: "
+                                           "batch_size x ranks)")),
         ("nEpochs", (_positive(int), 200, "epochs (total steps = nEpochs x epoch_size)")),
         ("epoch_size", (_positive(int), 1000, "steps per epoch")),
         ("learning_rate", (_positive(float), 2.5e-4, "initial RMSProp learning rate")),
@@ -191,14 +192,22 @@ SCHEMA = OrderedDict([
         ("device_flip", (_bool, False, "random horizontal flip per sample in the graph")),
         ("device_color", (_fraction, 0.0, "per-channel gain U(1-c, 1+c) in the graph; 0 off")),
         ("device", (_choice("cpu", "gpu", "npu"), "cpu", "cpu, gpu or npu (Ascend)")),
+        ("distributed", (_choice("none", "horovod", "hccl"), "none",
+                         "data parallel over ranks: horovod (gpu/cpu), hccl (Ascend)")),
+        ("lr_scaling", (_choice("none", "linear"), "none",
+                        "linear: learning_rate x ranks (off: references used 1 device)")),
+        ("lr_warmup_steps", (_non_negative(int), 0, "linear scaling: steps to reach it")),
         ("mixed_precision", (_bool, True, "fp16 on gpu/npu with loss scaling")),
         ("precision_mode", (_optional_str, None, "npu: explicit Ascend precision_mode")),
         ("prefetch_batches", (_positive(int), 8, "batches the feed thread reads ahead")),
         ("seed", (_int, 0, "shuffling / initialisation seed")),
+        ("deterministic", (_bool, False, "same seed -> bit-identical weights: one thread, "
+                                         "deterministic kernels (hgpipe/train/determinism.py)")),
         ("log_every", (_positive(int), 20, "steps between TensorBoard summaries")),
     ])),
     ("Validation", OrderedDict([
-        ("valid_iteration", (_non_negative(int), 10, "seed: val batches per validation")),
+        ("valid_iteration", (_non_negative(int), 10,
+                             "seed: accepted, no longer limits validation (val_persons does)")),
         ("val_persons", (_non_negative(int), 0,
                          "val persons per validation; 0: the whole val split")),
         ("validate_every", (_non_negative(int), 1000, "steps between validations; 0 off")),
@@ -321,7 +330,9 @@ def load_config(path=None, overrides=()):
     if path is not None:
         if not os.path.isfile(path):
             raise ConfigError("%s: config file not found" % path)
-        parser = configparser.ConfigParser(interpolation=None)
+        # "key = value  # comment": the recipes cite their reference next to each value
+        parser = configparser.ConfigParser(interpolation=None,
+                                           inline_comment_prefixes=("#",))
         parser.optionxform = str
         try:
             with open(path) as handle:

@@ -8,6 +8,11 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_MPII = os.path.join(os.path.dirname(REPO_ROOT), "shared", "mpii")
 
 
+def pytest_configure(config):
+    # slow tests run in CI like the others; `-m "not slow"` leaves them out while iterating
+    config.addinivalue_line("markers", "slow: takes more than a few seconds (still run in CI)")
+
+
 @pytest.fixture(scope="session")
 def shared_mpii():
     """Path of ../shared/mpii, or skip the test."""

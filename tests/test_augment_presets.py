@@ -99,3 +99,15 @@ def test_config_selects_the_preset_and_custom_is_unchanged():
         flip = rng_b.uniform() < 0.5
         gains = tuple(rng_b.uniform(0.8, 1.2, size=3))
         assert aug == (rotation, scale, flip, gains)
+
+
+def test_psh_preset_is_uniform_every_time_and_draws_no_colour():
+    rotation, scale, flip, gains = _draw("psh")
+    # dp.py: rotation (random()*2-1)*30 and scale random()*0.5+0.75 on every sample
+    assert rotation.min() >= -30.0 and rotation.max() <= 30.0
+    assert rotation.min() < -29.9 and rotation.max() > 29.9 and (rotation != 0).all()
+    assert _near((np.abs(rotation) < 15.0).mean(), 0.5, N)
+    assert scale.min() >= 0.75 and scale.max() <= 1.25
+    assert _near((scale < 0.875).mean(), 0.25, N) and _near((scale > 1.125).mean(), 0.25, N)
+    assert _near(flip.mean(), 0.5, N)
+    assert (gains == 1.0).all()

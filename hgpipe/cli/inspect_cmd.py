@@ -15,14 +15,15 @@ from hgpipe.data import shards
 @click.option("--count", type=click.IntRange(1, 64), default=8, show_default=True,
               help="Samples in the montage.")
 @click.option("--verify", is_flag=True,
-              help="Check every shard against its sha256; exit 1 if any is damaged or missing.")
+              help="Check every shard against its checksum; exit 1 if any is damaged or "
+                   "missing.")
 def inspect_command(shards_dir, png_path, split, count, verify):
     """Show what `hgpipe prepare` wrote, and what training will see."""
     with user_errors():
         damaged = shards.damaged_shards(shards_dir) if verify else None
         click.echo(shard_inspect.report(shards_dir, damaged))
         if damaged:
-            raise shards.ShardError(shard_inspect.damage_message(damaged))
+            raise shards.ShardError(shards.damage_message(damaged))
         if png_path:
             path = shard_inspect.write_montage(shards_dir, png_path, split, count)
             click.echo("\nmontage: %s" % path)

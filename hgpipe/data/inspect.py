@@ -48,14 +48,6 @@ def checksum_line(damaged, manifest):
         "%s (%s)" % (path, problem) for path, problem in damaged)
 
 
-def damage_message(damaged):
-    """One line: the first damaged shard, how many more, and the fix."""
-    path, problem = damaged[0]
-    more = " (and %d more shards)" % (len(damaged) - 1) if len(damaged) > 1 else ""
-    return ("%s: %s%s; rerun the same 'hgpipe prepare' command to rebuild damaged shards"
-            % (path, problem, more))
-
-
 def sample_tiles(shards_dir, split="train", count=8, seed=0):
     """Pairs of tiles per sample: crop + joints, crop + heatmap overlay."""
     manifest = shards.load_manifest(shards_dir)

@@ -18,6 +18,8 @@ import numpy as np
 
 from hgpipe.data import transforms
 
+SKIP_REASON = "implausible person box"  # prepare's reason in skipped.json
+
 # at least this fraction of the crop square must lie on the image (the 25,204 MPII
 # train/val persons: 5.4% at the least, the close-up of 012545809.jpg, scale 24.8)
 MIN_CROP_ON_IMAGE = 0.01

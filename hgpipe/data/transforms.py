@@ -91,19 +91,57 @@ def warp_crop(image_bgr, affine_0based, input_size):
                           borderValue=(0, 0, 0))
 
 
+def _gaussian_axes(joints, heatmap_size, sigma):
+    """The separable factors of every joint's Gaussian: gx (W, J) and gy (H, J), float32."""
+    grid = np.arange(heatmap_size, dtype=np.float32)
+    joints = np.asarray(joints, dtype=np.float32)
+    scale = np.float32(-0.5 / sigma ** 2)
+    gx = np.exp((grid[:, None] - joints[None, :, 0]) ** 2 * scale)  # (W, J)
+    gy = np.exp((grid[:, None] - joints[None, :, 1]) ** 2 * scale)  # (H, J)
+    return gx, gy
+
+
 def render_heatmaps(joints, weights, heatmap_size, sigma):
     """Float Gaussians of height 1 at float joint positions, (H, W, J) float32.
 
     Computed separably (an outer product per joint, broadcast straight into the output
     layout) from the exact float coordinates; joints with weight 0 get an all-zero map.
     """
-    grid = np.arange(heatmap_size, dtype=np.float32)
-    joints = np.asarray(joints, dtype=np.float32)
-    scale = np.float32(-0.5 / sigma ** 2)
-    gx = np.exp((grid[:, None] - joints[None, :, 0]) ** 2 * scale)  # (W, J)
-    gy = np.exp((grid[:, None] - joints[None, :, 1]) ** 2 * scale)  # (H, J)
+    gx, gy = _gaussian_axes(joints, heatmap_size, sigma)
     gy *= (np.asarray(weights) > 0)[None, :]
     return gy[:, None, :] * gx[None, :, :]
+
+
+def render_quantized_heatmaps(joints, weights, heatmap_size, sigma, scale, out=None):
+    """``quantize_heatmaps(render_heatmaps(...), scale)``, byte for byte, 3-4x cheaper.
+
+    A stored value round(gx * gy * scale) is never above round(gx * scale) (gy <= 1 and
+    every step is monotonic in float32), so a map is zero outside the rows and columns
+    where its 1-D factors alone quantize above zero (about +-3.5 sigma): only that window
+    is computed, for all joints at once. ``out`` (H, W, J) uint8 is overwritten if given.
+    """
+    gx, gy = _gaussian_axes(joints, heatmap_size, sigma)
+    if out is None:
+        out = np.zeros((heatmap_size, heatmap_size, gx.shape[1]), np.uint8)
+    else:
+        out.fill(0)
+    scale, half = np.float32(scale), np.float32(0.5)
+    live_x, live_y = gx * scale + half >= 1, gy * scale + half >= 1
+    drawn = np.flatnonzero((np.asarray(weights) > 0) & live_x.any(0) & live_y.any(0))
+    if len(drawn):
+        windows = []
+        for live in (live_y, live_x):
+            first = live.argmax(0)[drawn]
+            end = heatmap_size - live[::-1].argmax(0)[drawn]
+            size = int((end - first).max())   # one window size for all joints, shifted
+            start = np.minimum(first, heatmap_size - size)   # to stay inside the map
+            windows.append(start[:, None] + np.arange(size))
+        ys, xs = windows
+        column = drawn[:, None]
+        values = gy[ys, column][:, :, None] * gx[xs, column][:, None, :]
+        out[ys[:, :, None], xs[:, None, :], drawn[:, None, None]] = (
+            values * scale + half).astype(np.uint8)
+    return out
 
 
 def quantize_heatmaps(heatmaps, scale):
@@ -148,13 +186,14 @@ def person_rng(seed, image_name, person_index, ordinal):
     return _PERSON_RNG
 
 
-def bgr_to_rgb_with_gains(crop_bgr, gains=(1.0, 1.0, 1.0)):
+def bgr_to_rgb_with_gains(crop_bgr, gains=(1.0, 1.0, 1.0), out=None):
     """BGR -> RGB and per-channel colour gain (saturating) in one pass: one 3x3 colour
-    transform, ~4x cheaper than a conversion followed by lookup tables."""
+    transform, ~4x cheaper than a conversion followed by lookup tables. Written into
+    ``out`` when given (same shape, contiguous)."""
     matrix = np.zeros((3, 3), np.float32)
     for out_channel, source_channel in enumerate((2, 1, 0)):
         matrix[out_channel, source_channel] = gains[out_channel]
-    return cv2.transform(crop_bgr, matrix)
+    return cv2.transform(crop_bgr, matrix, dst=out)
 
 
 def crop_zoom(record, aug, input_size):
@@ -175,14 +214,19 @@ def decode_reduction(zooms, largest=8):
     return reduction
 
 
-def make_sample(image_bgr, record, aug, input_size, heatmap_size, sigma, reduction=1):
+def make_sample(image_bgr, record, aug, input_size, heatmap_size, sigma, reduction=1,
+                heatmap_scale=None, out=None):
     """One training/validation sample from a decoded image and a person record.
 
     ``reduction`` is the factor the image was decoded smaller by (see
     :func:`hgpipe.data.images.decode_image`); coordinates stay those of the full image.
     Returns a dict with the per-sample arrays of the shard schema (image, heatmaps as
-    float, joints in heatmap pixels, weights, crop_to_image, center, scale, ...).
+    float, joints in heatmap pixels, weights, crop_to_image, center, scale, ...). With
+    ``heatmap_scale`` the heatmaps are the stored uint8 ones
+    (:func:`render_quantized_heatmaps`); ``out`` may hold destination arrays for
+    "images" and "heatmaps" (one sample each), written in place instead of allocated.
     """
+    out = out or {}
     center, scale = hourglass_box(record.center, record.scale)
     to_crop = image_to_crop_affine(center, scale, input_size, aug)
     # cv2 works in 0-based pixels of the decoded image: full 0-based = image - 1, and
@@ -191,7 +235,8 @@ def make_sample(image_bgr, record, aug, input_size, heatmap_size, sigma, reducti
     to_crop_0 = to_crop.copy()
     to_crop_0[:, 2] += to_crop[:, :2].dot([1.0 + (f - 1.0) / 2.0] * 2)
     to_crop_0[:, :2] *= f
-    crop = bgr_to_rgb_with_gains(warp_crop(image_bgr, to_crop_0, input_size), aug.gains)
+    crop = bgr_to_rgb_with_gains(warp_crop(image_bgr, to_crop_0, input_size), aug.gains,
+                                 out.get("images"))
 
     joints_crop = apply_affine(to_crop, record.joints)
     annotated = record.annotated.copy()
@@ -201,7 +246,11 @@ def make_sample(image_bgr, record, aug, input_size, heatmap_size, sigma, reducti
     joints_hm = crop_to_heatmap(joints_crop, input_size, heatmap_size)
     inside = np.all((joints_hm >= -0.5) & (joints_hm < heatmap_size - 0.5), axis=1)
     weights = (annotated & inside).astype(np.float32)
-    heatmaps = render_heatmaps(joints_hm, weights, heatmap_size, sigma)
+    if heatmap_scale is None:
+        heatmaps = render_heatmaps(joints_hm, weights, heatmap_size, sigma)
+    else:
+        heatmaps = render_quantized_heatmaps(joints_hm, weights, heatmap_size, sigma,
+                                             heatmap_scale, out.get("heatmaps"))
     return {
         "images": crop,
         "heatmaps": heatmaps,

@@ -125,8 +125,11 @@ def _load_h5_predictions(path):
             coords = _from_column_major(node[()], path)
         else:
             coords = node[()]
-            if coords.ndim == 3 and coords.shape[0] in (2, 3) \
-                    and coords.shape[1] == NUM_JOINTS and coords.shape[2] not in (2, 3):
+            # (2, 16, N): column-major (N, 16, 2) written without a MATLAB mark; (3, 16,
+            # N) likewise with scores, unless N is 2 or 3 (then it is row-major already)
+            if coords.ndim == 3 and coords.shape[1] == NUM_JOINTS and (
+                    (coords.shape[0] == 2 and coords.shape[2] != 2) or
+                    (coords.shape[0] == 3 and coords.shape[2] not in (2, 3))):
                 coords = _from_column_major(coords, path)
         ids = [_optional_ids(f, name) for name in ("annolist_index", "person_index")]
     coords, notes = _as_coords(coords, path)

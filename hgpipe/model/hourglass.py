@@ -4,7 +4,12 @@ Design follows Newell's Torch ``hg.lua`` and its PyTorch port bearpaw/pytorch-po
 (``HourglassNet`` with ``Bottleneck``), so parameter counts match that family:
 
 * stem: 7x7/2 conv(64) + BN + ReLU -> residual(128) -> 2x2 max pool -> residual(128)
-  -> residual(n_feats): the image is now at 1/4 resolution (heatmap resolution);
+  -> residual(n_feats): the image is now at 1/4 resolution (heatmap resolution).
+  ``stem="bearpaw"`` widens the second residual as bearpaw's ``HourglassNet`` does
+  (``pose/models/hourglass.py``: ``layer2 = self._make_residual(block, self.inplanes, 1)``
+  with ``self.inplanes`` = 128 there, i.e. a Bottleneck of 128 planes, 128 -> 256), so
+  its third residual is 256 -> n_feats; ``"newell"`` (the default) is Newell's ``hg.lua``
+  and princeton-vl/pytorch_stacked_hourglass's ``PoseNet`` (``Residual(128, 128)``);
 * hourglass of ``n_low`` levels: at each level an upper branch of ``n_modules`` residuals
   and a lower branch pool -> ``n_modules`` residuals -> (inner hourglass, or
   ``n_modules`` residuals at the bottom) -> ``n_modules`` residuals -> nearest 2x upsample,
@@ -16,8 +21,15 @@ Design follows Newell's Torch ``hg.lua`` and its PyTorch port bearpaw/pytorch-po
   features (1x1 conv) are remapped to ``n_feats`` and added to the stack's input.
 
 Trainable parameters at n_feats=256, n_low=4, n_modules=1, 16 joints (BN gamma/beta
-included, moving statistics not): 2 stacks 6,570,400 and 8 stacks 25,434,112, within 1%
-of the ~6.6 M and ~25.6 M quoted for bearpaw's hg2 and hg8 (num_blocks=1).
+included, moving statistics not): 2 stacks 6,570,400 and 8 stacks 25,434,112 with the
+newell stem (pytorch_stacked_hourglass's PoseNet without its unused ``skip_layer``s);
+6,730,912 and 25,594,624 with the bearpaw stem, exactly bearpaw's ``hg_s2_b1`` and
+``hg_s8_b1`` (``parameters()`` of ``HourglassNet(Bottleneck, 2|8, 1, 16)``).
+
+``input_mean`` (R, G, B) is subtracted from the [0, 1] image as the network's first op,
+so a model trained on mean-centred input (bearpaw: ``color_normalize`` in
+``pose/utils/transforms.py`` subtracts the mean and does not divide by the std) carries
+its normalisation into training, evaluation and every exported graph.
 
 ``tiny=True`` reproduces the "tiny" variant of wbenbihi/hourglasstensorflow
 (``hourglass_tiny.py``): (1) every residual module uses the single BN-ReLU-conv3x3(n) block
@@ -50,7 +62,11 @@ MODEL_CONFIG_DEFAULTS = {
     "n_joints": NUM_JOINTS,
     "tiny": False,
     "dropout_rate": 0.0,
+    "stem": "newell",
+    "input_mean": None,
 }
+
+STEMS = ("newell", "bearpaw")
 
 STEM_STRIDE = 4  # input pixels per heatmap pixel (7x7/2 conv then 2x2 pool)
 _COMPUTE_DTYPES = ("float32", "float16")
@@ -88,10 +104,36 @@ def model_config(config=None, **overrides):
         raise ValueError("model config: dropout_rate must be a number in [0, 1), got %r"
                          % (rate,))
     checked["dropout_rate"] = float(rate)
+    if merged["stem"] not in STEMS:
+        raise ValueError("model config: stem must be one of %s, got %r"
+                         % (", ".join(STEMS), merged["stem"]))
+    checked["stem"] = merged["stem"]
+    if checked["tiny"] and checked["stem"] != "newell":
+        raise ValueError("model config: tiny has no second stem residual; stem must be "
+                         "newell, got %r" % (checked["stem"],))
+    checked["input_mean"] = _rgb_or_none(merged["input_mean"])
     if not checked["tiny"] and checked["n_feats"] % 2:
         raise ValueError("model config: n_feats must be even (bottleneck halves it), got %d"
                          % checked["n_feats"])
     return checked
+
+
+def _rgb_or_none(value):
+    if value is None:
+        return None
+    try:
+        numbers = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        numbers = ()
+    if len(numbers) != 3 or not all(np.isfinite(numbers)):
+        raise ValueError("model config: input_mean must be None or three finite numbers "
+                         "(R, G, B), got %r" % (value,))
+    return numbers
+
+
+def stem_widths(stem, n_feats):
+    """Output widths of the stem's three residuals (the second one is the variant)."""
+    return (128, 256 if stem == "bearpaw" else 128, n_feats)
 
 
 def input_size_multiple(n_low):
@@ -141,14 +183,16 @@ def _check_images(images, n_low, dtype):
 
 
 def build_hourglass(images, n_stacks, n_feats, n_modules, n_low, n_joints=NUM_JOINTS, *,
-                    is_training, dropout_rate=0.0, tiny=False, dtype="float32",
-                    scope="hourglass", reuse=None):
+                    is_training, dropout_rate=0.0, tiny=False, stem="newell",
+                    input_mean=None, dtype="float32", scope="hourglass", reuse=None):
     """Build the network on ``images`` and return the list of per-stack heatmap logits.
 
     images: float NHWC tensor in [0, 1] (see :func:`input_from_uint8`), 3 channels, H and W
         multiples of ``4 * 2**n_low`` (256 px with n_low=4 gives 64x64 heatmaps).
     is_training: Python bool or scalar ``tf.bool`` tensor; drives batch norm and dropout.
         Training mode registers moving-statistics updates in ``tf.GraphKeys.UPDATE_OPS``.
+    stem: "newell" or "bearpaw" (width of the stem's second residual, see the module doc).
+    input_mean: None or (R, G, B) subtracted from ``images`` before the first conv.
     dtype: compute dtype, "float32" or "float16" (variables stay float32).
     scope, reuse: variable scope; pass ``reuse=True`` to build a second graph branch (e.g.
         an eval tower) sharing the weights of the first.
@@ -157,22 +201,28 @@ def build_hourglass(images, n_stacks, n_feats, n_modules, n_low, n_joints=NUM_JO
     prediction, all of them are supervised.
     """
     config = model_config(n_stacks=n_stacks, n_feats=n_feats, n_modules=n_modules,
-                          n_low=n_low, n_joints=n_joints, tiny=tiny, dropout_rate=dropout_rate)
+                          n_low=n_low, n_joints=n_joints, tiny=tiny, dropout_rate=dropout_rate,
+                          stem=stem, input_mean=input_mean)
     is_training = layers.check_is_training(is_training)
     images = tf.convert_to_tensor(images)
     _check_images(images, config["n_low"], dtype)
     n_feats, n_modules, tiny = config["n_feats"], config["n_modules"], config["tiny"]
 
+    widths = stem_widths(config["stem"], n_feats)
+
     with tf.variable_scope(scope, reuse=reuse):
-        x = images if images.dtype == tf.as_dtype(dtype) else tf.cast(images, dtype)
+        x = images
+        if config["input_mean"] is not None:
+            x = tf.subtract(x, tf.constant(config["input_mean"], x.dtype), name="input_mean")
+        x = x if x.dtype == tf.as_dtype(dtype) else tf.cast(x, dtype)
         with tf.variable_scope("stem"):
             x = layers.conv2d(x, 64, 7, stride=2, name="conv7x7")
             x = layers.bn_relu(x, is_training, name="bn")
-            x = layers.residual(x, 128, is_training, tiny=tiny, name="res1")
+            x = layers.residual(x, widths[0], is_training, tiny=tiny, name="res1")
             x = layers.max_pool(x)
             if not tiny:
-                x = layers.residual(x, 128, is_training, tiny=tiny, name="res2")
-            x = layers.residual(x, n_feats, is_training, tiny=tiny, name="res3")
+                x = layers.residual(x, widths[1], is_training, tiny=tiny, name="res2")
+            x = layers.residual(x, widths[2], is_training, tiny=tiny, name="res3")
 
         heatmaps = []
         stack_input = x

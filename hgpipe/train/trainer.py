@@ -23,7 +23,9 @@ from hgpipe.eval.inference import predict_image_coords, read_val_inputs, run_bat
 from hgpipe.eval.pckh import score_pckh
 from hgpipe.eval.pred_files import EvalFileError, read_ground_truth
 from hgpipe.tf_compat import import_tf
+from hgpipe.train.determinism import make_deterministic
 from hgpipe.train.devices import check_device, session_config
+from hgpipe.train import distributed
 from hgpipe.train.feeder import Prefetcher, ShardBatches
 from hgpipe.train.graph import DatasetInput, FeedInput, build_train_graph
 from hgpipe.train.optimizers import optimizer_state
@@ -91,11 +93,21 @@ def _image_summary(tf, tag, image_rgb):
     return tf.Summary(value=[tf.Summary.Value(tag=tag, image=image)])
 
 
+class _NoWriter(object):
+    """The summary writer of ranks other than 0: they write nothing."""
+
+    def add_summary(self, *args):
+        pass
+
+    def close(self):
+        pass
+
+
 class Trainer(object):
     """One training run in ``logdir``; ``run()`` returns the summary dict."""
 
     def __init__(self, cfg, data_dir, logdir, device=None, steps=None, resume=True,
-                 input_mode="feed", echo=print, progress=True):
+                 input_mode="feed", echo=print, progress=True, distributed_backend=None):
         self.cfg = cfg
         self.data_dir = data_dir
         self.logdir = logdir
@@ -105,6 +117,9 @@ class Trainer(object):
         self.echo = echo
         self.progress = progress
         train = cfg["Train"]
+        # none | horovod | hccl; the backend itself is made in run() (it imports Horovod)
+        self.distributed_name = distributed_backend or train["distributed"]
+        self.dist = distributed.SingleProcess()
         self.batch_size = train["batch_size"]
         self.total_steps = steps if steps is not None else train["nEpochs"] * train["epoch_size"]
         self.manifest = shards.load_manifest(data_dir)
@@ -130,7 +145,8 @@ class Trainer(object):
         else:
             raise ValueError("input mode must be feed or dataset, got %r" % self.input_mode)
         self.inputs = inputs
-        self.graph = build_train_graph(self.cfg, inputs, self.device)
+        self.graph = build_train_graph(self.cfg, inputs, self.device, self.dist)
+        self.rank_ops = distributed.RankOps(tf, self.dist)
 
     def _batches(self):
         for item in iter(self.prefetcher.get, None):
@@ -150,13 +166,16 @@ class Trainer(object):
             self.echo("resumed from %s" % latest)
         else:
             sess.run(tf.global_variables_initializer())
+        sess.run(self.rank_ops.broadcast)  # every rank starts from rank 0's weights
         return latest
 
     def _load_validation(self):
         val = self.cfg["Validation"]
         if val["validate_every"] == 0 or self.manifest["counts"].get("val", 0) == 0:
             return None
-        limit = val["valid_iteration"] * self.batch_size or None
+        # the whole val split unless [Validation] val_persons asks for fewer (the seed's
+        # valid_iteration no longer limits it: 10 x batch 4 made a 40-person score)
+        limit = val["val_persons"] or None
         try:
             gt = read_ground_truth(self.data_dir)
         except EvalFileError as exc:
@@ -201,18 +220,27 @@ class Trainer(object):
     def run(self):
         tf = import_tf()
         check_device(self.device)
-        if not os.path.isdir(self.logdir):
-            os.makedirs(self.logdir)
-        _check_logdir_config(self.cfg, self.logdir)
-        atomic.write_text(os.path.join(self.logdir, CONFIG_FILE), self.cfg.to_ini())
-        self.validation = self._load_validation()
+        self.dist = distributed.backend(self.distributed_name, self.device)
+        if self.dist.size > 1:
+            self.echo("%s: batch %d per device, global batch %d"
+                      % (self.dist.describe(), self.batch_size, self.batch_size * self.dist.size))
+        self.validation = None
+        if self.dist.is_chief:  # the other ranks only read the logdir
+            if not os.path.isdir(self.logdir):
+                os.makedirs(self.logdir)
+            _check_logdir_config(self.cfg, self.logdir)
+            atomic.write_text(os.path.join(self.logdir, CONFIG_FILE), self.cfg.to_ini())
+            self.validation = self._load_validation()
         started = time.time()
         graph = tf.Graph()
         with graph.as_default():
             self._build(tf)
             train = self.cfg["Train"]
-            sess = tf.Session(config=session_config(self.device, train["mixed_precision"],
-                                                    train["precision_mode"]))
+            config = session_config(self.device, train["mixed_precision"],
+                                    train["precision_mode"])
+            if train["deterministic"]:
+                make_deterministic(config)
+            sess = tf.Session(config=self.dist.session_config(config, self.device))
             try:
                 return self._loop(tf, sess, started)
             finally:
@@ -225,13 +253,15 @@ class Trainer(object):
         step, epoch, batch = (int(v) for v in sess.run([g.global_step, g.epoch, g.batch]))
         first_step = step
         writer = tf.summary.FileWriter(os.path.join(self.logdir, "train"),
-                                       graph=None if restored else tf.get_default_graph())
+                                       graph=None if restored else tf.get_default_graph()) \
+            if self.dist.is_chief else _NoWriter()
         self.prefetcher = Prefetcher(self.reader.forever(epoch, batch),
                                      capacity=self.cfg["Train"]["prefetch_batches"])
         self._last_position = (epoch, batch)
         batches = self._batches() if self.input_mode == "feed" else None
         train_cfg, val_cfg, saver_cfg = self.cfg["Train"], self.cfg["Validation"], self.cfg["Saver"]
-        fetches = [g.train_op, g.loss, g.stack_losses, g.learning_rate, g.global_step]
+        fetches = [g.train_op, g.loss, g.stack_losses, g.learning_rate, g.global_step,
+                   self.rank_ops.any_stop]
         step_times, step_waits, losses, history = [], [], [], []
         last_checkpoint = restored
         status = "completed"
@@ -240,7 +270,7 @@ class Trainer(object):
         try:
             with _StopSignal() as stop:
                 while step < self.total_steps:
-                    if stop.received:
+                    if stop.received and self.dist.size == 1:
                         status = "interrupted"
                         break
                     t0 = time.perf_counter()
@@ -250,7 +280,10 @@ class Trainer(object):
                         feed = self.inputs.feed(data)
                     else:
                         feed = {}
-                    _, loss, stack_losses, lr, step = sess.run(fetches, feed)
+                    if stop.received:
+                        feed[self.rank_ops.stop_flag] = [1.0]
+                    _, loss, stack_losses, lr, step, any_stop = self._step(
+                        tf, sess, fetches, feed, last_checkpoint)
                     step, loss = int(step), float(loss)
                     position = (self._last_position[0], self._last_position[1] + 1)
                     dt = time.perf_counter() - t0
@@ -271,19 +304,22 @@ class Trainer(object):
                                   "perf/step_time_ms": 1000 * dt}
                         values.update(("loss/stack%d" % i, v) for i, v in enumerate(stack_losses))
                         writer.add_summary(_scalar_summary(tf, values), step)
-                    if step % saver_cfg["saver_step"] == 0:
+                    if step % saver_cfg["saver_step"] == 0 and self.dist.is_chief:
                         last_checkpoint = self._save(sess, *position)
                     if self.validation and step % val_cfg["validate_every"] == 0:
                         history.append(self._log_validation(tf, sess, writer, step, bar))
+                    if any_stop[0] > 0:  # some rank got a signal: all stop after this step
+                        status = "interrupted"
+                        break
             final_position = (self._last_position[0], self._last_position[1] + 1) \
                 if step > first_step else (epoch, batch)
-            if step > first_step or not restored:
+            if (step > first_step or not restored) and self.dist.is_chief:
                 last_checkpoint = self._save(sess, *final_position)
         finally:
             bar.close()
             self.prefetcher.close()
         duration = time.time() - started
-        if status == "interrupted":
+        if status == "interrupted" and self.dist.is_chief:
             self.echo("stopped by signal at step %d; checkpoint saved: %s (rerun the same "
                       "command to resume)" % (step, last_checkpoint))
         if self.validation and status == "completed" and (
@@ -294,9 +330,17 @@ class Trainer(object):
             writer.add_summary(_image_summary(tf, "val/predictions", montage), step)
         writer.close()
         rate, wait = self._rates(step_times, step_waits)
+        per_rank = self._gather_rank_stats(sess, rate, wait, step_times)
+        rate, wait = distributed.global_throughput(per_rank, self.batch_size)
+        if self.dist.size > 1:
+            self.echo("%s: %.2f images/sec on this rank, input wait %.1f%%"
+                      % (self.dist.describe(), per_rank[self.dist.rank]["images_per_sec"],
+                         100 * per_rank[self.dist.rank]["input_wait_fraction"]))
         summary = {
             "status": status, "steps_run": len(step_times), "global_step": step,
             "total_steps": self.total_steps, "batch_size": self.batch_size,
+            "ranks": self.dist.size, "distributed": self.dist.name,
+            "global_batch_size": self.batch_size * self.dist.size, "per_rank": per_rank,
             "images_per_sec": rate, "input_wait_fraction": wait,
             "step_time_ms_median": 1000 * float(np.median(step_times)) if step_times else None,
             "first_loss": losses[0] if losses else None,
@@ -306,10 +350,34 @@ class Trainer(object):
             "tensorflow": tf.__version__, "hgpipe": __version__,
             "python": "%d.%d.%d" % sys.version_info[:3],
         }
-        atomic.write_json(os.path.join(self.logdir, SUMMARY_FILE), summary)
-        self.echo("Final Performance images/sec : %.2f" % rate)
-        self.echo("E2E Training Duration sec : %d" % round(duration))
+        if self.dist.is_chief:  # rank 0 alone writes and prints the ModelZoo lines
+            atomic.write_json(os.path.join(self.logdir, SUMMARY_FILE), summary)
+            self.echo("Final Performance images/sec : %.2f" % rate)
+            self.echo("E2E Training Duration sec : %d" % round(duration))
         return summary
+
+    def _step(self, tf, sess, fetches, feed, last_checkpoint):
+        """One training step; with several ranks, a failed collective (a rank died or
+        stopped) becomes one clear error instead of a traceback."""
+        if self.dist.size == 1:
+            return sess.run(fetches, feed)
+        try:
+            return sess.run(fetches, feed)
+        except tf.errors.OpError as exc:
+            raise TrainingError(
+                "%s: a training step failed, most likely because another rank died or "
+                "stopped (%s: %s); stopped. The last checkpoint is %s; rerun the same "
+                "command to resume every rank from it"
+                % (self.dist.describe(), type(exc).__name__,
+                   str(exc.message).strip().splitlines()[0] if exc.message else "",
+                   last_checkpoint or "none"))
+
+    def _gather_rank_stats(self, sess, rate, wait, step_times):
+        """Every rank's throughput figures (a list of dicts, by rank), via the backend."""
+        timed = step_times[1:]
+        mine = [rate, wait, float(np.sum(timed)) if timed else 0.0, float(len(timed))]
+        rows = sess.run(self.rank_ops.gathered, {self.rank_ops.stats: mine})
+        return [dict(zip(distributed.RANK_STATS, (float(v) for v in row))) for row in rows]
 
     def _rates(self, step_times, step_waits):
         """images/s and input-wait fraction over the training steps only.
@@ -330,8 +398,10 @@ class Trainer(object):
         values = {"val/PCKh_mean": mean}
         values.update(("val/PCKh_%s" % name, v) for name, v in result.columns.items())
         writer.add_summary(_scalar_summary(tf, values), step)
-        line = "step %d: val PCKh@%.1f %.2f (%d persons)" % (
-            step, result.threshold, mean, len(self.validation[0]))
+        scored, total = len(self.validation[0]), self.manifest["counts"]["val"]
+        line = "step %d: val PCKh@%.1f %.2f (%s)" % (
+            step, result.threshold, mean, "%d persons" % scored if scored == total
+            else "%d of %d persons, subset" % (scored, total))
         (bar.write if bar is not None else self.echo)(line)
         return {"step": step, "pckh": mean,
                 "columns": {k: float(v) for k, v in result.columns.items()}}
