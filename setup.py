@@ -36,6 +36,8 @@ setup(
         "cpu": ["tensorflow-cpu>=1.15"],
         "gpu": ["tensorflow>=1.15"],
         "test": ["pytest"],
+        # only for `hgpipe export --onnx`
+        "onnx": ["tf2onnx", "onnxruntime"],
     },
     entry_points={"console_scripts": ["hgpipe=hgpipe.cli:main"]},
     classifiers=[
