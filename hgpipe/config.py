@@ -33,7 +33,25 @@ def _optional_str(value):
     return None if value in (None, "", "None") else str(value)
 
 
+def _int(value):
+    """An integer; a float is accepted only when whole (2.0), never truncated (1.5)."""
+    if isinstance(value, bool):
+        raise ValueError("expected an integer, got %r" % value)
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("expected an integer, got %r" % value)
+    return int(value)
+
+
+_int.__name__ = "int"
+
+
+def _number(kind):
+    return _int if kind is int else kind
+
+
 def _positive(kind):
+    kind = _number(kind)
+
     def convert(value):
         number = kind(value)
         if not number > 0:
@@ -44,6 +62,8 @@ def _positive(kind):
 
 
 def _non_negative(kind):
+    kind = _number(kind)
+
     def convert(value):
         number = kind(value)
         if number < 0:
@@ -72,7 +92,7 @@ def _int_list(value):
         value = value.replace(",", " ").split()
     if isinstance(value, (int, float)):
         value = [value]
-    numbers = [int(v) for v in value]
+    numbers = [_int(v) for v in value]
     if any(n < 0 for n in numbers) or numbers != sorted(numbers):
         raise ValueError("expected increasing non-negative integers")
     return numbers
@@ -107,31 +127,31 @@ SCHEMA = OrderedDict([
         ("img_size", (_positive(int), 256, "network input side in pixels")),
         ("hm_size", (_positive(int), 64, "heatmap side in pixels (img_size / 4)")),
         ("num_joints", (_positive(int), NUM_JOINTS, "joints per person (MPII: 16)")),
-        ("training_txt_file", (_optional_str, None, "seed: annotation file (dataset.txt)")),
-        ("img_directory", (_optional_str, None, "seed: image folder")),
+        ("training_txt_file", (_optional_str, None, "seed: annotations (use --annotations)")),
+        ("img_directory", (_optional_str, None, "seed: image folder (use --mpii)")),
         ("remove_joints", (_any, None, "seed: accepted, must be None")),
-        ("joint_list", (_any, None, "seed: joint names, checked against MPII order")),
+        ("joint_list", (_any, None, "seed: joint names (hgpipe uses MPII order, joints.py)")),
     ])),
     ("Prepare", OrderedDict([
         ("variants", (_positive(int), 8, "augmented crops per training person")),
         ("sigma", (_positive(float), 1.0, "Gaussian sigma in heatmap pixels")),
-        ("seed", (int, 0, "augmentation seed (same seed -> identical shards)")),
+        ("seed", (_int, 0, "augmentation seed (same seed -> identical shards)")),
         ("rotation", (_non_negative(float), 30.0, "rotation: N(0, r) degrees clamped at 2r")),
         ("rotation_prob", (_fraction, 0.6, "chance that a variant is rotated at all")),
         ("scale_factor", (_fraction, 0.25, "scale: 1 + N(0, f) clamped to [1-f, 1+f]")),
         ("flip", (_bool, True, "mirror half the variants (left/right joints swapped)")),
         ("color_jitter", (_fraction, 0.2, "per-channel gain uniform in [1-c, 1+c]")),
         ("first_variant_plain", (_bool, False, "variant 0 of each person unaugmented")),
-        ("augmentation", (_choice("custom", "newell", "bearpaw"), "custom",
-                          "preset of the ranges above: newell (pose.lua), bearpaw (mpii.py); "
-                          "custom: the keys as set")),
+        ("augmentation", (_choice("custom", "newell", "bearpaw", "psh"), "custom",
+                          "preset of the ranges above: newell (pose.lua), bearpaw (mpii.py), "
+                          "psh (dp.py); custom: the keys as set (hgpipe/data/augment.py)")),
         ("shard_size", (_positive(int), 1024, "samples per shard file (about)")),
         # measured by `hgpipe bench`: gzip saves 24% of disk, the feed halves (warm)
         ("heatmap_compression", (_choice("none", "gzip"), "none", "heatmaps on disk")),
         ("image_compression", (_choice("none", "gzip"), "none", "crops on disk")),
     ])),
     ("Network", OrderedDict([
-        ("name", (str, "hourglass", "model name, used for checkpoint files")),
+        ("name", (str, "hourglass", "seed: model name (checkpoints are model.ckpt-STEP)")),
         ("nFeats", (_positive(int), 256, "features inside the hourglass")),
         ("nStacks", (_positive(int), 4, "stacked hourglasses")),
         ("nModules", (_positive(int), 1, "residual modules at each resolution")),
@@ -145,7 +165,8 @@ SCHEMA = OrderedDict([
                         "R G B mean subtracted from the [0,1] input (bearpaw); None: none")),
     ])),
     ("Train", OrderedDict([
-        ("batch_size", (_positive(int), 4, "samples per step")),
+        ("batch_size", (_positive(int), 4, "samples per step on each device (global batch: "
+                                           "batch_size x ranks)")),
         ("nEpochs", (_positive(int), 200, "epochs (total steps = nEpochs x epoch_size)")),
         ("epoch_size", (_positive(int), 1000, "steps per epoch")),
         ("learning_rate", (_positive(float), 2.5e-4, "initial RMSProp learning rate")),
@@ -171,14 +192,22 @@ SCHEMA = OrderedDict([
         ("device_flip", (_bool, False, "random horizontal flip per sample in the graph")),
         ("device_color", (_fraction, 0.0, "per-channel gain U(1-c, 1+c) in the graph; 0 off")),
         ("device", (_choice("cpu", "gpu", "npu"), "cpu", "cpu, gpu or npu (Ascend)")),
+        ("distributed", (_choice("none", "horovod", "hccl"), "none",
+                         "data parallel over ranks: horovod (gpu/cpu), hccl (Ascend)")),
+        ("lr_scaling", (_choice("none", "linear"), "none",
+                        "linear: learning_rate x ranks (off: references used 1 device)")),
+        ("lr_warmup_steps", (_non_negative(int), 0, "linear scaling: steps to reach it")),
         ("mixed_precision", (_bool, True, "fp16 on gpu/npu with loss scaling")),
         ("precision_mode", (_optional_str, None, "npu: explicit Ascend precision_mode")),
         ("prefetch_batches", (_positive(int), 8, "batches the feed thread reads ahead")),
-        ("seed", (int, 0, "shuffling / initialisation seed")),
+        ("seed", (_int, 0, "shuffling / initialisation seed")),
+        ("deterministic", (_bool, False, "same seed -> bit-identical weights: one thread, "
+                                         "deterministic kernels (hgpipe/train/determinism.py)")),
         ("log_every", (_positive(int), 20, "steps between TensorBoard summaries")),
     ])),
     ("Validation", OrderedDict([
-        ("valid_iteration", (_non_negative(int), 10, "seed: val batches per validation")),
+        ("valid_iteration", (_non_negative(int), 10,
+                             "seed: accepted, no longer limits validation (val_persons does)")),
         ("val_persons", (_non_negative(int), 0,
                          "val persons per validation; 0: the whole val split")),
         ("validate_every", (_non_negative(int), 1000, "steps between validations; 0 off")),
@@ -194,6 +223,12 @@ SCHEMA = OrderedDict([
 ])
 
 _SECTION_BY_LOWER = {name.lower(): name for name in SCHEMA}
+
+# kept only so that the seed's config.cfg files load; a value set for them changes nothing
+SEED_ONLY_KEYS = (("DataSetHG", "training_txt_file"), ("DataSetHG", "img_directory"),
+                  ("DataSetHG", "joint_list"), ("Network", "name"),
+                  ("Saver", "log_dir_train"), ("Saver", "log_dir_test"),
+                  ("Saver", "saver_directory"))
 
 
 def _canonical_key(section, key):
@@ -250,6 +285,19 @@ class Config(object):
         self._values[canonical_section][canonical_key] = converted
         _check_consistency(self, origin)
 
+    def ignored_keys(self):
+        """``Section.key`` of the seed-only keys set to something other than the default."""
+        return ["%s.%s" % (section, key) for section, key in SEED_ONLY_KEYS
+                if self._values[section][key] != SCHEMA[section][key][1]]
+
+    def check(self, origin):
+        """Checks that involve several keys, once all values are in."""
+        data = self._values["DataSetHG"]
+        if data["img_size"] != 4 * data["hm_size"]:
+            raise ConfigError("%s: hm_size must be img_size / 4 (the hourglass outputs "
+                              "heatmaps at a quarter of its input), got img_size=%d, "
+                              "hm_size=%d" % (origin, data["img_size"], data["hm_size"]))
+
     def as_dict(self):
         return OrderedDict((s, OrderedDict(v)) for s, v in self._values.items())
 
@@ -282,7 +330,9 @@ def load_config(path=None, overrides=()):
     if path is not None:
         if not os.path.isfile(path):
             raise ConfigError("%s: config file not found" % path)
-        parser = configparser.ConfigParser(interpolation=None)
+        # "key = value  # comment": the recipes cite their reference next to each value
+        parser = configparser.ConfigParser(interpolation=None,
+                                           inline_comment_prefixes=("#",))
         parser.optionxform = str
         try:
             with open(path) as handle:
@@ -299,4 +349,5 @@ def load_config(path=None, overrides=()):
         name, value = item.split("=", 1)
         section, key = name.split(".", 1)
         cfg.set(section.strip(), key.strip(), value, origin="override %s" % name.strip())
+    cfg.check("%s%s" % (path or "config", " with --set" if overrides else ""))
     return cfg

@@ -12,6 +12,8 @@ the package free of version checks.  ``tests/test_tf_api_lint.py`` checks that e
 
 import os
 
+from hgpipe.native_stderr import quiet_native_stderr
+
 _TF_V1 = None
 
 INSTALL_HINT = (
@@ -36,7 +38,8 @@ def import_tf():
     if _TF_V1 is not None:
         return _TF_V1
     try:
-        import tensorflow
+        with quiet_native_stderr():  # TF's C++ start-up lines; HGPIPE_DEBUG=1 shows them
+            import tensorflow
     except ImportError as exc:
         raise TensorFlowNotInstalledError("%s (%s)" % (INSTALL_HINT, exc)) from exc
     tf_v1 = tensorflow.compat.v1

@@ -13,6 +13,7 @@ import pytest
 
 from conftest import cli_runner, make_synthetic_mpii
 from hgpipe.bench import flops as flops_bench
+from hgpipe.bench import mixing
 from hgpipe.bench.report import COLUMNS, format_value, parse_markdown_table
 from hgpipe.bench.sources import load_source, training_people
 from hgpipe.bench.system import evict_from_page_cache, resident_fraction, warm_page_cache
@@ -46,7 +47,7 @@ def test_table_has_every_phase_and_positive_numbers(quick_bench):
     table = parse_markdown_table(stdout)
     assert list(table[0].keys()) == list(COLUMNS)
     assert {row["phase"] for row in table} == {"online", "prepare", "feed", "ratio",
-                                               "storage"}
+                                               "storage", "mixing"}
     for row in table:
         assert _number(row["value"]) > 0, row
         if row["per CPU-s"]:
@@ -68,7 +69,8 @@ def test_ratios_are_quotients_of_printed_rows(quick_bench):
                for stored, row in zip(payload["rows"], parse_markdown_table(stdout))}
     ratios = [r for r in payload["rows"] if r["of"]]
     keys = {r["key"] for r in ratios}
-    assert {"ratio.feed_online", "ratio.feed_limit", "storage.verdict"} <= keys
+    assert {"ratio.feed_online", "ratio.feed_limit", "storage.verdict",
+            "ratio.feed_block.warm", "ratio.feed_block.cold", "ratio.prepare_online"} <= keys
     for row in ratios:
         numerator, denominator = row["of"]
         assert printed[row["key"]] == pytest.approx(
@@ -97,6 +99,36 @@ def test_storage_rows_follow_the_bytes_written(quick_bench):
     cold = [r for r in payload["rows"] if r["key"].startswith("feed.cold")]
     assert cold and all("evicted by" in r["what"] for r in cold)
     assert os.listdir(str(work)) == []   # scratch shards removed
+
+
+def test_mixing_rows_put_the_reader_at_uniform_and_the_block_reader_far_off(quick_bench):
+    _, payload, _ = quick_bench
+    value = {r["key"]: r["value"] for r in payload["rows"]}
+    assert abs(value["mixing.reader"] - value["mixing.uniform"]) == pytest.approx(
+        value["mixing.z"] * value["mixing.noise"], rel=1e-6)
+    assert value["mixing.block"] > value["mixing.uniform"] + 10 * value["mixing.noise"]
+
+
+def test_pair_repeat_fraction_counts_pairs_meeting_again():
+    first = np.array([[0, 1, 2], [3, 4, 5]])
+    assert mixing.pair_repeat_fraction(first, first, 7) == 1.0
+    # pairs of epoch 1: (0,1) (0,2) (1,2) (3,4) (3,5) (4,5); together again: (0,1), (4,5);
+    # sample 3 sat epoch 2 out, so its pairs did not meet again
+    second = np.array([[1, 0, 6], [2, 4, 5]])
+    assert mixing.pair_repeat_fraction(first, second, 7) == pytest.approx(2 / 6.0)
+
+
+def test_uniform_expectation_and_noise_match_simulated_permutations():
+    total, batches, size = 200, 12, 8
+    rng = np.random.RandomState(3)
+
+    def epoch(_e):
+        return rng.permutation(total)[:batches * size].reshape(batches, size)
+    runs = [mixing.mean_repeat_fraction(epoch, total) for _ in range(300)]
+    expected = mixing.uniform_expected(total, batches, size)
+    noise = mixing.uniform_noise(total, batches, size)
+    assert np.mean(runs) == pytest.approx(expected, abs=3 * np.std(runs) / np.sqrt(300))
+    assert noise == pytest.approx(np.std(runs), rel=0.35)
 
 
 def test_bad_dataset_and_shards_dirs_are_one_line_errors(tmp_path):
@@ -193,3 +225,29 @@ def test_train_row_runs_the_trainer_and_counts_its_flops(tmp_path):
     rows = {row.key: row.value for row in train_bench.train_rows(result)}
     assert rows["train.small.gflops"] == pytest.approx(
         rows["train.small.gflop_train"] * rows["train.small.images_per_sec"])
+
+
+def test_device_augment_rows_time_the_same_config_with_flip_and_colour(tmp_path):
+    from hgpipe.bench import prepare as prepare_bench
+    from hgpipe.bench import train as train_bench
+    from hgpipe.config import load_config
+    root, _ = make_synthetic_mpii(str(tmp_path / "data"), n_images=6, seed=3)
+    cfg = load_config(None, ["DataSetHG.img_size=64", "DataSetHG.hm_size=16",
+                             "Network.nStacks=1", "Network.nFeats=8", "Network.nLow=1",
+                             "Train.batch_size=2", "Prepare.variants=2"])
+    shards = prepare_bench.prepare_shards(load_source(root), prepare_bench.bench_config(cfg, 16),
+                                          12, 1, str(tmp_path), "shards")
+    augmented_cfg = train_bench.with_device_augment(cfg)
+    assert augmented_cfg["Train"]["device_flip"] and augmented_cfg["Train"]["device_color"] == 0.2
+    assert not cfg["Train"]["device_flip"]
+    runs = [train_bench.measure_train(c, "small", shards.out_dir, 3, str(tmp_path / name),
+                                      echo=lambda m: None, progress=False)
+            for c, name in ((cfg, "off"), (augmented_cfg, "on"))]
+    op_ms = train_bench.time_device_augment_op(2, 64, 16, runs=5)
+    assert op_ms >= 0.0
+    rows = {row.key: row for row in train_bench.device_augment_rows(runs[0], runs[1], op_ms)}
+    ratio = rows["train.small.device_augment.ratio"]
+    assert ratio.value == pytest.approx(runs[1].step_ms / runs[0].step_ms)
+    assert ratio.target == "< 1.02" and ratio.met == (ratio.value < 1.02)
+    assert rows["train.small.device_augment.op_fraction"].value == pytest.approx(
+        100 * op_ms / runs[0].step_ms)

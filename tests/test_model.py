@@ -59,9 +59,11 @@ def test_import_tf_without_tensorflow_explains_how_to_install(monkeypatch):
 
 def expected_parameter_count(n_stacks, n_feats, n_modules=1, n_low=4, n_joints=16, tiny=False,
                              stem="newell"):
-    """Count from the layer list of bearpaw's HourglassNet (conv weight + bias, BN gamma +
-    beta), written independently of the TF code. The newell stem's second residual is
-    128 -> 128; bearpaw's layer2 is a Bottleneck of 128 planes, 128 -> 256."""
+    """Count from the layer lists of Newell's hg.lua (= PSH's PoseNet without its unused
+    skip layers) and, with ``stem="bearpaw"``, of bearpaw's HourglassNet, whose second
+    stem residual is 128 -> 256 (``_make_residual(block, self.inplanes, 1)`` after
+    inplanes became 128): conv weight + bias, BN gamma + beta, written independently of
+    the TF code."""
     def conv(c_in, c_out, k):
         return k * k * c_in * c_out + c_out
 
@@ -95,23 +97,23 @@ def build_for_count(input_size=256, **config):
     return graph, heatmaps
 
 
-@pytest.mark.parametrize("stem, n_stacks, expected, published", [
-    # newell stem: pytorch_stacked_hourglass PoseNet(2|8, 256, 16) minus its unused
-    # skip_layers (../shared/interop/README.md), within 2% of bearpaw's quoted sizes
-    ("newell", 2, 6570400, 6.6e6),
-    ("newell", 8, 25434112, 25.6e6),
-    # bearpaw stem: parameters() of bearpaw's HourglassNet(Bottleneck, 2|8, 1, 16), exact
-    ("bearpaw", 2, 6730912, 6730912),
-    ("bearpaw", 8, 25594624, 25594624),
+@pytest.mark.parametrize("stem, expected_2, expected_8", [
+    # newell stem: Newell's hg.lua = pytorch_stacked_hourglass PoseNet(2|8, 256, 16) minus
+    # its unused skip_layers (../shared/interop/README.md)
+    ("newell", 6570400, 25434112),
+    # bearpaw stem: parameters() of bearpaw's HourglassNet(Bottleneck, 2|8, 1, 16)
+    ("bearpaw", 6730912, 25594624),
 ])
-def test_parameter_count_matches_reference_designs(stem, n_stacks, expected, published):
-    graph, heatmaps = build_for_count(n_stacks=n_stacks, n_feats=256, n_modules=1, n_low=4,
+def test_parameter_count_matches_reference_designs(stem, expected_2, expected_8):
+    """The 2-stack network is built (an 8-stack build takes ~40 s per lane, so its count
+    comes from the same independent layer list, checked here against the built 2-stack)."""
+    graph, heatmaps = build_for_count(n_stacks=2, n_feats=256, n_modules=1, n_low=4,
                                       stem=stem)
-    assert len(heatmaps) == n_stacks
+    assert len(heatmaps) == 2
     assert heatmaps[-1].shape.as_list() == [None, 64, 64, 16]
     count = count_parameters(graph)
-    assert count == expected == expected_parameter_count(n_stacks, 256, stem=stem)
-    assert abs(count - published) / published < 0.02
+    assert count == expected_2 == expected_parameter_count(2, 256, stem=stem)
+    assert expected_parameter_count(8, 256, stem=stem) == expected_8
     variables = graph.get_collection(tf.GraphKeys.TRAINABLE_VARIABLES)
     assert count_parameters(variables) == count
     # non-trainable = the BN moving mean/variance, as many as the BN gammas and betas

@@ -15,9 +15,12 @@ from click.testing import CliRunner
 
 from conftest import REPO_ROOT, cli_runner, make_synthetic_mpii
 from hgpipe.cli import main
+from hgpipe.codec import (HEATMAP_SCALE, heatmap_to_crop, quantize_heatmaps,
+                          render_heatmaps)
 from hgpipe.data import schema
-from hgpipe.data.shards import file_sha256, load_manifest, shard_paths
-from hgpipe.data.transforms import apply_affine, heatmap_to_crop
+from hgpipe.data.shards import (file_crc32, file_sha256, load_manifest, shard_paths,
+                                verify_checksums)
+from hgpipe.data.transforms import apply_affine
 from hgpipe.joints import FLIP_PERMUTATION
 
 SMALL = ["--set", "Prepare.variants=3", "--set", "Prepare.shard_size=8",
@@ -55,7 +58,7 @@ def test_schema_manifest_and_geometry(synthetic, tmp_path):
     assert manifest["counts"] == {"train": 3 * n_train, "val": n_val}
     assert manifest["schema_version"] == schema.SCHEMA_VERSION
     for entry in manifest["shards"]:
-        assert file_sha256(os.path.join(out, entry["file"])) == entry["sha256"]
+        assert file_crc32(os.path.join(out, entry["file"])) == entry["crc32"]
     for split in ("train", "val"):
         spec = schema.datasets(64, 16, split)
         for path in shard_paths(out, split):
@@ -75,6 +78,14 @@ def test_schema_manifest_and_geometry(synthetic, tmp_path):
         seen = train["weights"][i] > 0
         assert np.abs(back - expected)[seen].max() < 0.01
     assert 0 < train["flipped"].mean() < 1 and np.any(train["rotation"] != 0)
+    # stored heatmaps: the full Gaussians of the stored joints, quantised (the windowed
+    # renderer prepare uses must not change a byte)
+    sigma = manifest["config"]["Prepare"]["sigma"]
+    for i in range(len(train["images"])):
+        full = render_heatmaps(train["joints"][i], train["weights"][i], 16, sigma)
+        assert np.array_equal(train["heatmaps"][i],
+                              quantize_heatmaps(full, HEATMAP_SCALE))
+    assert train["heatmaps"].any()
     val = read_split(out, "val")
     assert not val["flipped"].any() and not val["rotation"].any()
 
@@ -124,8 +135,12 @@ def test_same_arrays_whatever_workers(synthetic, tmp_path):
         out = str(tmp_path / ("w" + workers))
         assert run_cli("prepare", "--mpii", root, "--out", out, "--workers", workers,
                        *SMALL).exit_code == 0
-        digests.append({e["file"]: e["sha256"] for e in load_manifest(out)["shards"]})
+        digests.append({e["file"]: e["crc32"] for e in load_manifest(out)["shards"]})
     assert digests[0] == digests[1] and len(digests[0]) > 2
+    for name in digests[0]:   # byte for byte, not only the same checksum
+        with open(str(tmp_path / "w1" / name), "rb") as one, \
+                open(str(tmp_path / "w2" / name), "rb") as two:
+            assert one.read() == two.read(), name
 
 
 def test_killed_run_resumes_to_identical_shards(tmp_path):
@@ -133,7 +148,7 @@ def test_killed_run_resumes_to_identical_shards(tmp_path):
     reference = str(tmp_path / "reference")
     assert run_cli("prepare", "--mpii", root, "--out", reference, "--workers", "1",
                    *SMALL).exit_code == 0
-    expected = {e["file"]: e["sha256"] for e in load_manifest(reference)["shards"]}
+    expected = {e["file"]: e["crc32"] for e in load_manifest(reference)["shards"]}
     assert len(expected) >= 6
 
     out = str(tmp_path / "killed")
@@ -150,15 +165,40 @@ def test_killed_run_resumes_to_identical_shards(tmp_path):
     assert 2 <= len(done) < len(expected), "kill did not land midway"
     assert not os.path.exists(os.path.join(out, "manifest.json"))
     for name in done:  # whatever has a final name is complete and right
-        assert file_sha256(os.path.join(out, name)) == expected[name]
+        assert file_crc32(os.path.join(out, name)) == expected[name]
 
     result = run_cli("prepare", "--mpii", root, "--out", out, "--workers", "1", *SMALL)
     assert result.exit_code == 0
     assert "resuming: %d of %d shards already complete" % (len(done), len(expected)) \
         in result.output
-    assert {e["file"]: e["sha256"] for e in load_manifest(out)["shards"]} == expected
+    assert {e["file"]: e["crc32"] for e in load_manifest(out)["shards"]} == expected
     leftovers = [n for n in os.listdir(out) if n.endswith(".tmp")]
     assert len(leftovers) <= 1  # at most the killed shard's temporary file
+
+
+def test_verify_checks_crc32_and_older_sha256_manifests(synthetic, tmp_path):
+    root, _ = synthetic
+    out = str(tmp_path / "shards")
+    assert run_cli("prepare", "--mpii", root, "--out", out, "--workers", "1",
+                   *SMALL).exit_code == 0
+    assert "all" in run_cli("inspect", out, "--verify").output
+    manifest_path = os.path.join(out, "manifest.json")
+    with open(manifest_path) as handle:
+        manifest = json.load(handle)
+    for entry in manifest["shards"]:   # a manifest as written before CRC-32
+        del entry["crc32"]
+        entry["sha256"] = file_sha256(os.path.join(out, entry["file"]))
+    with open(manifest_path, "w") as handle:
+        json.dump(manifest, handle)
+    assert verify_checksums(out) == []
+    damaged = os.path.join(out, manifest["shards"][0]["file"])
+    with open(damaged, "r+b") as handle:
+        handle.seek(4000)
+        byte = handle.read(1)
+        handle.seek(4000)
+        handle.write(bytes([byte[0] ^ 1]))
+    assert verify_checksums(out) == [damaged]
+    assert "MISMATCH" in run_cli("inspect", out, "--verify").output
 
 
 def test_other_config_in_same_out_dir_is_refused(synthetic, tmp_path):
@@ -166,12 +206,12 @@ def test_other_config_in_same_out_dir_is_refused(synthetic, tmp_path):
     out = str(tmp_path / "shards")
     assert run_cli("prepare", "--mpii", root, "--out", out, "--workers", "1",
                    *SMALL).exit_code == 0
-    before = {e["file"]: e["sha256"] for e in load_manifest(out)["shards"]}
+    before = {e["file"]: e["crc32"] for e in load_manifest(out)["shards"]}
     result = cli_runner().invoke(
         main, ["prepare", "--mpii", root, "--out", out, "--workers", "1"] + SMALL +
         ["--set", "Prepare.sigma=2"])
     assert result.exit_code == 1 and "different dataset or config" in result.stderr
-    assert {e["file"]: e["sha256"] for e in load_manifest(out)["shards"]} == before
+    assert {e["file"]: e["crc32"] for e in load_manifest(out)["shards"]} == before
 
 
 def test_real_mpii_val_images(shared_mpii, tmp_path):

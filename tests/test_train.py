@@ -37,11 +37,19 @@ def test_train_reports_metrics_resumes_and_guards_logdir(shards_dir, tmp_path):
     assert summary["global_step"] == 6 and summary["steps_run"] == 6
     assert summary["images_per_sec"] > 0 and 0 <= summary["input_wait_fraction"] < 1
     assert [v["step"] for v in summary["validation"]] == [4, 6]
+    # the whole val split by default, whatever the seed's valid_iteration says
+    val_total = json.load(open(os.path.join(shards_dir, "manifest.json")))["counts"]["val"]
+    assert val_total > 2
+    assert "step 4: val PCKh@0.5" in result.output
+    assert "(%d persons)" % val_total in result.output
     assert os.path.exists(os.path.join(logdir, "model.ckpt-6.index"))
     assert any(n.startswith("events.") for n in os.listdir(os.path.join(logdir, "train")))
 
-    result = train(shards_dir, logdir, "--steps", "9")
+    result = train(shards_dir, logdir, "--steps", "9", "--set", "Validation.val_persons=2",
+                   "--set", "Validation.valid_iteration=1")
     assert result.exit_code == 0
+    assert "step 8: val PCKh@0.5" in result.output
+    assert "(2 of %d persons, subset)" % val_total in result.output
     assert "resumed from" in result.output and "model.ckpt-6" in result.output
     summary = json.load(open(os.path.join(logdir, "train_summary.json")))
     assert summary["global_step"] == 9 and summary["steps_run"] == 3

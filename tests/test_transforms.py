@@ -2,11 +2,12 @@
 import numpy as np
 import pytest
 
+from hgpipe.codec import (crop_to_heatmap, heatmap_to_crop, quantize_heatmaps,
+                          render_heatmaps, render_quantized_heatmaps)
 from hgpipe.config import load_config
 from hgpipe.data.records import make_record
 from hgpipe.data.transforms import (PLAIN, Augmentation, apply_affine, bgr_to_rgb_with_gains,
-                                    crop_to_heatmap, heatmap_to_crop, hourglass_box,
-                                    make_sample, person_rng, render_heatmaps,
+                                    hourglass_box, make_sample, person_rng,
                                     sample_augmentation)
 from hgpipe.joints import FLIP_PERMUTATION
 
@@ -68,6 +69,31 @@ def test_heatmaps_peak_at_float_joint_and_zero_without_weight():
     assert (x, y) == (10, 21)
     # exact value of an unnormalised Gaussian at a grid point
     assert maps[21, 10, 0] == pytest.approx(np.exp(-(0.3 ** 2 + 0.3 ** 2) / 2), rel=1e-6)
+
+
+@pytest.mark.parametrize("size,sigma", [(64, 1.0), (16, 2.0), (32, 0.5), (64, 1.7)])
+def test_windowed_quantized_heatmaps_equal_the_full_render_byte_for_byte(size, sigma):
+    rng = np.random.RandomState(size + int(10 * sigma))
+    for _ in range(300):
+        joints = rng.uniform(-6, size + 6, (16, 2))   # some outside, some on the border
+        weights = (rng.rand(16) > 0.2).astype(np.float32)
+        full = quantize_heatmaps(render_heatmaps(joints, weights, size, sigma), 255.0)
+        out = np.full((size, size, 16), 7, np.uint8)   # overwritten, not added to
+        windowed = render_quantized_heatmaps(joints, weights, size, sigma, 255.0, out)
+        assert windowed is out and np.array_equal(windowed, full)
+
+
+def test_sample_written_in_place_equals_the_allocated_one():
+    record = make_record("a.jpg", np.tile([[150.0, 140.0]], (16, 1)) + np.arange(16)[:, None],
+                         np.ones(16, bool), center=(150.0, 150.0), scale=1.0)
+    image = np.random.RandomState(0).randint(0, 255, (300, 300, 3)).astype(np.uint8)
+    aug = Augmentation(10.0, 1.1, True, (0.9, 1.0, 1.2))
+    plain = make_sample(image, record, aug, 64, 16, 1.0)
+    out = {"images": np.zeros((64, 64, 3), np.uint8), "heatmaps": np.ones((16, 16, 16), np.uint8)}
+    direct = make_sample(image, record, aug, 64, 16, 1.0, heatmap_scale=255.0, out=out)
+    assert direct["images"] is out["images"] and direct["heatmaps"] is out["heatmaps"]
+    assert np.array_equal(out["images"], plain["images"])
+    assert np.array_equal(out["heatmaps"], quantize_heatmaps(plain["heatmaps"], 255.0))
 
 
 def test_out_of_crop_joint_gets_weight_zero():

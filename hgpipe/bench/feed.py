@@ -1,5 +1,8 @@
 """Row 3: ShardBatches + Prefetcher alone (no model), against the memory-copy limit.
 
+The old block reader (:mod:`hgpipe.bench.block_reader`) is measured the same way, so
+the price of per-epoch shuffling is a ratio in the same run.
+
 Training needs images, heatmaps and weights per sample; after prepare, feeding them is
 copying bytes, so the physical limit is the machine's memory-copy bandwidth divided by
 those bytes. Measured on one pinned core (reader thread and consumer share it), warm
@@ -16,9 +19,13 @@ from hgpipe.bench.report import make_row
 from hgpipe.bench.system import (cpu_seconds, evict_from_page_cache, one_core, per_cpu_rate,
                                  warm_page_cache)
 from hgpipe.data import shards
+from hgpipe.bench.block_reader import BlockBatches
 from hgpipe.train.feeder import TRAIN_FIELDS, Prefetcher, ShardBatches
 
-FEED_TARGET = ">= 5000"        # images/s on one core, warm (the issue's target)
+READERS = {"shuffled": ShardBatches, "block": BlockBatches}
+
+FEED_TARGETS = {False: ">= 10000", True: ">= 5000"}   # images/s on one core: warm, cold
+LIMIT_TARGET = ">= 0.333"     # warm feed / physical limit (issue 9)
 CAPACITY = 8                   # batches queued by the Prefetcher, as in training
 
 
@@ -28,6 +35,7 @@ class FeedResult(NamedTuple):
     cold: bool
     images: int
     seconds: float
+    reader: str                # key of READERS
     cache_method: str          # how the cold run evicted the files ("" when warm)
     resident_after: object     # fraction of pages still cached after eviction, or None
     cpu: float                 # CPU seconds used while timed
@@ -46,7 +54,7 @@ def sample_bytes(shards_dir, fields=TRAIN_FIELDS):
                        for name in fields))
 
 
-def _timed_run(shards_dir, batch_size, cold, min_seconds):
+def _timed_run(shards_dir, batch_size, cold, min_seconds, reader_class):
     """One timed run: (images, seconds, CPU seconds); the caller pins the thread.
 
     Cold: the first epoch after eviction, file opening included. Warm: at least one epoch
@@ -54,7 +62,7 @@ def _timed_run(shards_dir, batch_size, cold, min_seconds):
     are not feeding).
     """
     start, cpu = time.perf_counter(), cpu_seconds()
-    reader = ShardBatches(shards_dir, "train", batch_size, capacity=CAPACITY)
+    reader = reader_class(shards_dir, "train", batch_size, capacity=CAPACITY)
     prefetcher = Prefetcher(reader.forever(), capacity=CAPACITY)
     try:
         per_epoch = reader.batches_per_epoch
@@ -75,7 +83,8 @@ def _timed_run(shards_dir, batch_size, cold, min_seconds):
     return batches * batch_size, seconds, cpu
 
 
-def measure_feed(shards_dir, batch_size, cold, min_seconds, repeats=3):
+def measure_feed(shards_dir, batch_size, cold, min_seconds, repeats=3,
+                 reader="shuffled"):
     """images/s of the training reader alone: the best of ``repeats`` runs.
 
     The best run is the one least disturbed by other users of a shared machine; each
@@ -91,22 +100,27 @@ def measure_feed(shards_dir, batch_size, cold, min_seconds, repeats=3):
             else:
                 warm_page_cache(paths)
             images, seconds, cpu = _timed_run(shards_dir, batch_size, cold,
-                                              min_seconds / float(max(1, repeats)))
-            result = FeedResult(shards_dir, batch_size, cold, images, seconds, method,
-                                resident, cpu)
+                                              min_seconds / float(max(1, repeats)),
+                                              READERS[reader])
+            result = FeedResult(shards_dir, batch_size, cold, images, seconds, reader,
+                                method, resident, cpu)
             if best is None or result.images_per_sec > best.images_per_sec:
                 best = result
     return best
 
 
 def feed_key(result):
-    return "feed.%s.b%d" % ("cold" if result.cold else "warm", result.batch_size)
+    key = "feed.%s.b%d" % ("cold" if result.cold else "warm", result.batch_size)
+    return key if result.reader == "shuffled" else key + "." + result.reader
 
 
 def feed_row(result, label, key=None):
-    target = FEED_TARGET if not result.cold else ""
-    what = "feed %s, batch %d, 1 core (%s)" % ("cold" if result.cold else "warm",
-                                              result.batch_size, label)
+    """A feed row; the training reader's batch-16 rows carry the issue's targets."""
+    shuffled = result.reader == "shuffled"
+    target = FEED_TARGETS[result.cold] if shuffled and result.batch_size == 16 else ""
+    what = "feed %s, batch %d, 1 core, %s (%s)" % (
+        "cold" if result.cold else "warm", result.batch_size,
+        "shuffled per epoch" if shuffled else "old block reader", label)
     if result.cold:
         what += ", evicted by %s" % result.cache_method
     return make_row(key or feed_key(result), "feed", what, result.images_per_sec,

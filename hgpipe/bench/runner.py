@@ -13,7 +13,9 @@ from typing import NamedTuple
 
 from hgpipe import __version__
 from hgpipe.bench import feed as feed_bench
+from hgpipe.bench import mixing as mixing_bench
 from hgpipe.bench import online as online_bench
+from hgpipe.bench import distributed as distributed_bench
 from hgpipe.bench import prepare as prepare_bench
 from hgpipe.bench import train as train_bench
 from hgpipe.bench.report import BenchError, make_row, ratio_row
@@ -23,8 +25,10 @@ from hgpipe.bench.system import (load_average, memcpy_bandwidth, one_core,
 from hgpipe.config import load_config
 from hgpipe.data import shards
 
-PHASES = ("online", "prepare", "feed", "train")
+PHASES = ("online", "prepare", "feed", "train", "distributed")
+DEVICE_AUGMENT_CONFIG = "hg2"   # its step time is measured again with device flip + colour
 ONLINE_RATIO_TARGET = ">= 40"
+PREPARE_RATIO_TARGET = ">= 3"   # issue 9
 FITS_IN_MEMORY = 0.8   # a shard set this fraction of RAM or less stays in the page cache
 
 
@@ -126,6 +130,8 @@ class Bench(object):
                 self._feed_phase(prepared, online)
             if "train" not in self.skip:
                 self._train_phase(prepared)
+                if "distributed" not in self.skip:  # uses the train phase's shards
+                    self._distributed_phase(prepared)
         finally:
             if self.keep:
                 self.say("kept scratch files in %s" % self.work)
@@ -193,6 +199,10 @@ class Bench(object):
         other = self._prepare(other_cfg, samples, self.cores, "shards_other")
         self._add(prepare_bench.prepare_rows(single, parallel if self.cores > 1 else None,
                                              other))
+        if "online" not in self.skip:
+            self._add([ratio_row("ratio.prepare_online", "prepare 1 worker / online loader, "
+                                 "per core", self.rows, "prepare.1w.per_core",
+                                 "online.samples_per_sec", PREPARE_RATIO_TARGET)])
         return {"main": parallel, "other": other}
 
     def _feed_label(self, shards_dir):
@@ -205,15 +215,16 @@ class Bench(object):
         label = self._feed_label(feed_dir)
         seconds = self.sizes.feed_seconds
         for cold in (False, True):
-            for batch in (4, 16):
-                self.say("feed: %s, batch %d, %s" % (label, batch, "cold" if cold else "warm"))
+            for reader, batch in (("shuffled", 4), ("shuffled", 16), ("block", 16)):
+                self.say("feed: %s reader, %s, batch %d, %s" % (
+                    reader, label, batch, "cold" if cold else "warm"))
                 result = feed_bench.measure_feed(feed_dir, batch, cold, seconds,
-                                                 self.sizes.feed_repeats)
+                                                 self.sizes.feed_repeats, reader)
                 self._add([feed_bench.feed_row(result, label)])
                 if cold:
-                    self.notes.append("cold feed, batch %d: evicted by %s, %s of the pages "
-                                      "resident afterwards" % (
-                                          batch, result.cache_method,
+                    self.notes.append("cold feed, %s reader, batch %d: evicted by %s, %s of "
+                                      "the pages resident afterwards" % (
+                                          reader, batch, result.cache_method,
                                           "unknown" if result.resident_after is None else
                                           "%.1f%%" % (100 * result.resident_after)))
         self.say("feed: memory-copy bandwidth")
@@ -226,9 +237,19 @@ class Bench(object):
                                  self.rows, "feed.warm.b16", "online.samples_per_sec",
                                  ONLINE_RATIO_TARGET)])
         self._add([ratio_row("ratio.feed_limit", "feed warm b16 / physical limit",
-                             self.rows, "feed.warm.b16", "feed.limit")])
+                             self.rows, "feed.warm.b16", "feed.limit",
+                             feed_bench.LIMIT_TARGET)])
+        for cold in ("warm", "cold"):
+            self._add([ratio_row("ratio.feed_block.%s" % cold, "feed %s b16: shuffled per "
+                                 "epoch / old block reader" % cold, self.rows,
+                                 "feed.%s.b16" % cold, "feed.%s.b16.block" % cold)])
+        self._mixing_phase(feed_dir)
         if prepared is not None and prepared.get("other") is not None:
             self._storage_verdict(prepared, feed_dir)
+
+    def _mixing_phase(self, feed_dir):
+        self.say("mixing: batch membership over epochs, training reader vs block reader")
+        self._add(mixing_bench.mixing_rows(mixing_bench.measure_mixing(feed_dir, 16)))
 
     def _storage_verdict(self, prepared, feed_dir):
         """gzip vs none heatmaps: bytes saved against feed speed where the data will live."""
@@ -247,7 +268,8 @@ class Bench(object):
                                                self.sizes.feed_seconds,
                                                self.sizes.feed_repeats)
                 key = "%s.heatmaps_%s" % (feed_bench.feed_key(feed), compression)
-                self._add([feed_bench.feed_row(feed, label, key)._replace(phase="storage")])
+                self._add([feed_bench.feed_row(feed, label, key)._replace(
+                    phase="storage", target="", met=None)])
                 results[(compression, cold)] = key
         memory = physical_memory_bytes()
         persons = self.source.train_persons
@@ -305,6 +327,36 @@ class Bench(object):
         return self._prepare(shard_cfg, self.sizes.train_samples, self.cores,
                              "train_shards_%s" % name, quiet=True).out_dir
 
+    def _device_augment(self, cfg, name, shards_dir, steps, plain):
+        """The same config again with device-side flip + colour, right after the plain run."""
+        self.say("train %s: %d steps with device flip + colour" % (name, steps))
+        augmented = train_bench.measure_train(
+            train_bench.with_device_augment(cfg), name, shards_dir, steps,
+            os.path.join(self.work, "logdir_%s_device_augment" % name), echo=self.log,
+            progress=self.progress)
+        op_ms = train_bench.time_device_augment_op(
+            plain.batch_size, plain.input_size, cfg["DataSetHG"]["hm_size"])
+        self._add(train_bench.device_augment_rows(plain, augmented, op_ms))
+
+    def _distributed_phase(self, prepared):
+        """2 Horovod processes vs 1 on the first train config (hgpipe.bench.distributed)."""
+        if distributed_bench.horovodrun_path() is None:
+            self.notes.append("distributed rows skipped: Horovod is not installed in this "
+                              "Python (bin/test's py37-tf115 and py311-tf215-hvd lanes have it)")
+            return
+        path = self.train_configs[0]
+        name = _config_name(path)
+        shards_dir = self._train_shards(load_config(path), name, prepared)
+        steps = self.sizes.train_steps.get(name, min(self.sizes.train_steps.values()))
+        self.say("distributed %s: %d steps in 1 process, then 2 Horovod/Gloo processes, "
+                 "then the gradient all-reduce alone" % (name, steps))
+        one, two, seconds, floats = distributed_bench.measure_distributed(
+            path, shards_dir, steps, self.work)
+        self._add(distributed_bench.distributed_rows(name, one, two, seconds, floats))
+        self.notes.append("distributed: both processes share this machine's %d cores, so the "
+                          "scaling efficiency is what the all-reduce and the sharing cost "
+                          "here, not what separate devices would gain" % self.cores)
+
     def _train_phase(self, prepared):
         for path in self.train_configs:
             name = _config_name(path)
@@ -318,6 +370,8 @@ class Bench(object):
             self._add(train_bench.train_rows(result))
             self.say("train %s: %.2f images/s, input wait %.2f%%" % (
                 name, result.images_per_sec, 100 * result.input_wait))
+            if name == DEVICE_AUGMENT_CONFIG:
+                self._device_augment(cfg, name, shards_dir, steps, result)
         self.notes.append("train GFLOP: convolutions only (Conv2D forward; "
                           "Conv2DBackpropInput/Filter backward), counted from the graph that "
                           "trained; TF uses all cores for a step")

@@ -70,3 +70,72 @@ def train_rows(result):
         make_row(tag + ".gflops", "train", "%s: achieved (fwd+bwd GFLOP/image x images/s)"
                  % result.name, result.gflops_per_sec, "GFLOP/s"),
     ]
+
+
+DEVICE_AUGMENT_TARGET = "< 1.02"   # step time with / without device flip + colour (issue 8)
+
+
+def with_device_augment(cfg, color=0.2):
+    """The same config with per-step flip and colour gain in the graph (bearpaw's range)."""
+    cfg = copy.deepcopy(cfg)
+    cfg.set("Train", "device_flip", True)
+    cfg.set("Train", "device_color", color)
+    return cfg
+
+
+def time_device_augment_op(batch, input_size, heatmap_size, runs=50):
+    """Median ms of the flip + colour ops alone on one batch (no network), all cores."""
+    import time
+    import numpy as np
+    from hgpipe.joints import NUM_JOINTS
+    from hgpipe.tf_compat import import_tf
+    from hgpipe.train.augment import augment_on_device
+    tf = import_tf()
+    graph = tf.Graph()
+    with graph.as_default():
+        rng = np.random.RandomState(0)
+        # variables, not constants: grappler would fold a reverse of a constant away
+        images = tf.Variable(rng.uniform(size=(batch, input_size, input_size, 3))
+                             .astype(np.float32))
+        heatmaps = tf.Variable(rng.uniform(size=(batch, heatmap_size, heatmap_size,
+                                                 NUM_JOINTS)).astype(np.float32))
+        weights = tf.Variable(np.ones((batch, NUM_JOINTS), np.float32))
+        out = augment_on_device(images, heatmaps, weights, True, 0.2)
+        # fetch scalar sums: the timing is the ops, not a copy of the result to numpy (and
+        # a tf.group of them would let grappler drop the unfetched work)
+        fetch = [tf.reduce_sum(out.images), tf.reduce_sum(out.heatmaps),
+                 tf.reduce_sum(out.weights)]
+        baseline = [tf.reduce_sum(images), tf.reduce_sum(heatmaps), tf.reduce_sum(weights)]
+        init = tf.global_variables_initializer()
+        with tf.Session(graph=graph) as sess:
+            sess.run(init)
+
+            def median_ms(op):
+                sess.run(op)
+                times = []
+                for _ in range(runs):
+                    start = time.perf_counter()
+                    sess.run(op)
+                    times.append(time.perf_counter() - start)
+                return 1000 * float(np.median(times))
+            return max(0.0, median_ms(fetch) - median_ms(baseline))
+
+
+def device_augment_rows(plain, augmented, op_ms):
+    """hg2 step time without and with device-side flip + colour, their ratio, and the
+    augmentation ops timed alone against the step."""
+    tag = "train.%s.device_augment" % plain.name
+    label = "%s (%dpx, batch %d, %d steps)" % (plain.name, plain.input_size, plain.batch_size,
+                                               plain.steps)
+    return [
+        make_row(tag + ".step_ms_off", "train", label + ": median step time, device "
+                 "flip/colour off", plain.step_ms, "ms"),
+        make_row(tag + ".step_ms_on", "train", label + ": median step time, device flip + "
+                 "colour U(0.8,1.2) on", augmented.step_ms, "ms"),
+        make_row(tag + ".ratio", "train", "%s: step time with / without device flip + colour"
+                 % plain.name, augmented.step_ms / plain.step_ms, "x", DEVICE_AUGMENT_TARGET),
+        make_row(tag + ".op_ms", "train", "%s: flip + colour ops alone on one batch (median)"
+                 % plain.name, op_ms, "ms"),
+        make_row(tag + ".op_fraction", "train", "%s: flip + colour ops alone / step time"
+                 % plain.name, 100 * op_ms / plain.step_ms, "% of step", "< 2"),
+    ]

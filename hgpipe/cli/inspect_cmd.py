@@ -3,6 +3,7 @@ import click
 
 from hgpipe.cli.options import user_errors
 from hgpipe.data import inspect as shard_inspect
+from hgpipe.data import shards
 
 
 @click.command("inspect")
@@ -13,11 +14,16 @@ from hgpipe.data import inspect as shard_inspect
               show_default=True, help="Which samples to draw.")
 @click.option("--count", type=click.IntRange(1, 64), default=8, show_default=True,
               help="Samples in the montage.")
-@click.option("--verify", is_flag=True, help="Check every shard against its sha256.")
+@click.option("--verify", is_flag=True,
+              help="Check every shard against its checksum; exit 1 if any is damaged or "
+                   "missing.")
 def inspect_command(shards_dir, png_path, split, count, verify):
     """Show what `hgpipe prepare` wrote, and what training will see."""
     with user_errors():
-        click.echo(shard_inspect.report(shards_dir, verify=verify))
+        damaged = shards.damaged_shards(shards_dir) if verify else None
+        click.echo(shard_inspect.report(shards_dir, damaged))
+        if damaged:
+            raise shards.ShardError(shards.damage_message(damaged))
         if png_path:
             path = shard_inspect.write_montage(shards_dir, png_path, split, count)
             click.echo("\nmontage: %s" % path)

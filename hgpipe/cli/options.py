@@ -20,6 +20,9 @@ def config_options(func):
     def wrapper(config_path, overrides, **kwargs):
         with user_errors():
             cfg = load_config(config_path, overrides)
+        if cfg.ignored_keys():
+            echo_err("%s: accepted for seed compatibility, ignored: %s" % (
+                config_path or "--set", ", ".join(cfg.ignored_keys())))
         return func(cfg=cfg, **kwargs)
     return wrapper
 

@@ -15,6 +15,7 @@ memory and a :class:`~hgpipe.eval.pred_files.GroundTruth`.
 import os
 
 import click
+import numpy as np
 
 from hgpipe import atomic
 from hgpipe.cli.options import user_errors
@@ -43,7 +44,12 @@ def report_pckh(preds, gt, conventions=("tompson",), threshold=0.5, json_path=No
     coords = preds.coords if isinstance(preds, Predictions) else preds
     results = [pckh.score_pckh(coords, gt, name, threshold) for name in conventions]
     echo("ground truth: %s (%d persons)" % (gt.source or "in memory", gt.num_persons))
-    for note in gt.notes:
+    notes = list(preds.notes) if isinstance(preds, Predictions) else []
+    not_finite = int(np.sum(~np.all(np.isfinite(coords), axis=-1)))
+    if not_finite:
+        notes.append("%d of %d predicted joints are not finite (NaN/Inf): scored as misses"
+                     % (not_finite, coords.shape[0] * coords.shape[1]))
+    for note in list(gt.notes) + notes:
         echo("note: " + note)
     for result in results:
         echo("convention %s: %s" % (result.convention.name, result.convention.description))

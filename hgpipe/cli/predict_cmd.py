@@ -32,10 +32,8 @@ def predict_command(images, checkpoint, config_path, center, scale, bbox, flip, 
     confidence = heatmap peak) and NAME.pose.png (the skeleton on the original image).
     """
     from hgpipe.data.images import decode_image
-    from hgpipe.draw import write_png
     from hgpipe.eval import predict
     from hgpipe.eval.checkpoint import open_checkpoint
-    from hgpipe.atomic import write_json
 
     with user_errors():
         box = _person_box(predict, center, scale, bbox)
@@ -47,11 +45,11 @@ def predict_command(images, checkpoint, config_path, center, scale, bbox, flip, 
             for image_path, (json_path, png_path) in zip(images, outputs):
                 image = decode_image(image_path)
                 person = box or predict.box_from_image(image.shape[1], image.shape[0])
+                predict.check_box(image_path, image.shape, person)
                 coords, confidence = predict.predict_person(model, image, person, flip)
-                write_json(json_path, predict.pose_record(
+                predict.write_outputs(json_path, png_path, predict.pose_record(
                     image_path, image.shape, person, coords, confidence, flip,
-                    model.checkpoint), sort_keys=False)
-                write_png(png_path, predict.render_pose(image, coords))
+                    model.checkpoint), predict.render_pose(image, coords))
                 click.echo("%s: wrote %s and %s" % (image_path, json_path, png_path))
 
 

@@ -6,14 +6,17 @@ import h5py
 import numpy as np
 
 from hgpipe import draw
+from hgpipe.codec import dequantize_heatmaps, heatmap_to_crop
 from hgpipe.data import schema, shards
-from hgpipe.data.transforms import heatmap_to_crop
 
 MIN_TILE = 192  # pixels: the smallest tile a person can read in a montage
 
 
-def report(shards_dir, verify=False):
-    """Text summary of a shards directory (counts, bytes, skipped, schema)."""
+def report(shards_dir, damaged=None):
+    """Text summary of a shards directory (counts, bytes, skipped, schema).
+
+    ``damaged``: the result of :func:`hgpipe.data.shards.damaged_shards`, when verified.
+    """
     manifest = shards.load_manifest(shards_dir)
     size, hm = manifest["input_size"], manifest["heatmap_size"]
     lines = ["shards: %s (schema v%d, written by hgpipe %s)" % (
@@ -31,13 +34,18 @@ def report(shards_dir, verify=False):
     lines.append("  skipped persons: %d" % manifest["skipped_count"])
     for reason, n in sorted(manifest["skipped_by_reason"].items(), key=lambda x: -x[1]):
         lines.append("    %6d  %s" % (n, reason))
-    if verify:
-        bad = shards.verify_checksums(shards_dir, manifest)
-        lines.append("  checksums: %s" % ("all %d intact" % len(manifest["shards"])
-                                          if not bad else "MISMATCH in " + ", ".join(bad)))
+    if damaged is not None:
+        lines.append(checksum_line(damaged, manifest))
     lines.append("")
     lines.append(schema.describe(size, hm))
     return "\n".join(lines)
+
+
+def checksum_line(damaged, manifest):
+    if not damaged:
+        return "  checksums: all %d intact" % len(manifest["shards"])
+    return "  checksums: MISMATCH in " + ", ".join(
+        "%s (%s)" % (path, problem) for path, problem in damaged)
 
 
 def sample_tiles(shards_dir, split="train", count=8, seed=0):
@@ -58,11 +66,11 @@ def sample_tiles(shards_dir, split="train", count=8, seed=0):
                                interpolation=cv2.INTER_NEAREST)
             weights = shard["weights"][i]
             joints = heatmap_to_crop(shard["joints"][i], size, hm) * zoom + (zoom - 1) / 2.0
-            heat = shard["heatmaps"][i].astype(np.float32) / manifest["heatmap_scale"]
-            label = "%s p%d%s r%+.0f s%.2f" % (
-                shard["image_name"][i].decode("utf-8")[:13], shard["person_index"][i],
-                " flip" if shard["flipped"][i] else "", shard["rotation"][i],
-                shard["scale"][i])
+            heat = dequantize_heatmaps(shard["heatmaps"][i], manifest["heatmap_scale"])
+            label = "%s p%d\n%sr%+.0f s%.2f" % (
+                os.path.splitext(shard["image_name"][i].decode("utf-8"))[0],
+                shard["person_index"][i], "flip " if shard["flipped"][i] else "",
+                shard["rotation"][i], shard["scale"][i])
             tiles.append(draw.put_label(draw.draw_skeleton(image, joints, weights > 0), label))
             tiles.append(draw.heatmap_overlay(image, heat))
     return tiles

@@ -13,18 +13,18 @@ rerun keeps every shard whose fingerprint matches and builds only the rest.
 import collections
 import hashlib
 import json
-import multiprocessing
 import os
-import queue as queue_module
 from typing import List, NamedTuple
 
 import numpy as np
 
 from hgpipe import __version__, atomic
-from hgpipe.data import schema, shards
+from hgpipe.codec import HEATMAP_SCALE
+from hgpipe.data import plausible, schema, shard_records, shards
 from hgpipe.data.images import ImageError, decode_image
+from hgpipe.data.workers import run_pool
 from hgpipe.data.transforms import (PLAIN, crop_zoom, decode_reduction, make_sample,
-                                    person_rng, quantize_heatmaps, sample_augmentation)
+                                    person_rng, sample_augmentation)
 
 
 class PrepareError(ValueError):
@@ -162,10 +162,21 @@ def build_shard(task, settings, out_dir, progress=None):
             continue
         done = 0
         for record, augs in augmentations:
+            # the size of the full image, as decoded at 1/reduction
+            problem = plausible.box_problem(record.center, record.scale,
+                                            image.shape[1] * reduction,
+                                            image.shape[0] * reduction)
+            if problem:
+                skipped.append((record.describe(), "%s: %s" % (
+                    plausible.SKIP_REASON, problem)))
+                if progress is not None:
+                    progress.put(len(augs))
+                continue
             for aug in augs:
+                # crop and stored heatmaps are written straight into the shard's arrays
+                direct = {name: arrays[name][slots[n]] for name in ("images", "heatmaps")}
                 sample = make_sample(image, record, aug, input_size, heatmap_size,
-                                     settings["sigma"], reduction)
-                sample["heatmaps"] = quantize_heatmaps(sample["heatmaps"], schema.HEATMAP_SCALE)
+                                     settings["sigma"], reduction, HEATMAP_SCALE, direct)
                 sample["image_name"] = record.image_name.encode("utf-8")
                 sample["annolist_index"] = record.annolist_index
                 sample["person_index"] = record.person_index
@@ -174,7 +185,8 @@ def build_shard(task, settings, out_dir, progress=None):
                     sample["gt_annotated"] = record.annotated
                     sample["head_normalizer"] = record.head_normalizer()
                 for name in spec:
-                    arrays[name][slots[n]] = sample[name]
+                    if name not in direct:
+                        arrays[name][slots[n]] = sample[name]
                 n += 1
                 done += 1
         if progress is not None:
@@ -187,14 +199,18 @@ def build_shard(task, settings, out_dir, progress=None):
     compression = {"images": settings["image_compression"],
                    "heatmaps": settings["heatmap_compression"]}
     path = os.path.join(out_dir, task.file_name)
+
+    def record(digest, size):
+        shard_records.write_record(out_dir, task.file_name, digest, size, task.fingerprint)
     digest, size = shards.write_shard(path, arrays, task.split, input_size, heatmap_size,
-                                      attrs=attrs, compression=compression)
+                                      attrs=attrs, compression=compression,
+                                      before_rename=record)
     return _entry(task, n, digest, size, skipped)
 
 
 def _entry(task, count, digest, size, skipped):
     return {"file": task.file_name, "split": task.split, "count": int(count),
-            "sha256": digest, "bytes": int(size), "fingerprint": task.fingerprint,
+            shards.CHECKSUM_KEY: digest, "bytes": int(size), "fingerprint": task.fingerprint,
             "skipped": skipped}
 
 
@@ -214,7 +230,7 @@ def existing_entry(task, out_dir):
         raise PrepareError(
             "%s: holds a shard of a different dataset or config; use a new --out "
             "directory or --overwrite" % path)
-    return _entry(task, int(attrs["count"]), shards.file_sha256(path),
+    return _entry(task, int(attrs["count"]), shards.file_crc32(path),
                   os.path.getsize(path), json.loads(attrs["skipped"]))
 
 
@@ -223,58 +239,29 @@ def _worker_init():
     cv2.setNumThreads(1)
 
 
-def _run_task(args):
-    task, settings, out_dir, progress = args
+def _run_task(args, progress):
+    task, settings, out_dir = args
     return build_shard(task, settings, out_dir, progress)
 
 
 def run_tasks(tasks, settings, out_dir, workers, on_progress=None, on_done=None):
-    """Build shards, in this process or a pool; calls on_progress(samples) as it goes."""
-    entries = []
-    if workers <= 1:
-        _worker_init()
+    """Build shards, in this process or in workers (:mod:`hgpipe.data.workers`: they die
+    with this process); calls on_progress(samples) as it goes, on_done(entry) per shard."""
+    if workers > 1:
+        return run_pool(_run_task, [(t, settings, out_dir) for t in tasks], workers,
+                        _worker_init, on_progress, on_done)
+    _worker_init()
 
-        class _Direct(object):
-            def put(self, n):
-                if on_progress:
-                    on_progress(n)
-        for task in tasks:
-            entry = build_shard(task, settings, out_dir, _Direct())
-            entries.append(entry)
-            if on_done:
-                on_done(entry)
-        return entries
-    context = multiprocessing.get_context("fork" if "fork" in
-                                          multiprocessing.get_all_start_methods() else None)
-    manager = context.Manager()
-    progress = manager.Queue()
-    pool = context.Pool(workers, initializer=_worker_init)
-    try:
-        pending = pool.imap_unordered(_run_task, [(t, settings, out_dir, progress) for t in tasks])
-        remaining = len(tasks)
-        while remaining:
-            try:
-                entry = pending.next(timeout=0.2)
-                entries.append(entry)
-                remaining -= 1
-                if on_done:
-                    on_done(entry)
-            except multiprocessing.TimeoutError:
-                pass
-            while True:
-                try:
-                    n = progress.get_nowait()
-                except queue_module.Empty:
-                    break
-                if on_progress:
-                    on_progress(n)
-        pool.close()
-    except BaseException:
-        pool.terminate()
-        raise
-    finally:
-        pool.join()
-        manager.shutdown()
+    class _Direct(object):
+        def put(self, n):
+            if on_progress:
+                on_progress(n)
+    entries = []
+    for task in tasks:
+        entry = build_shard(task, settings, out_dir, _Direct())
+        entries.append(entry)
+        if on_done:
+            on_done(entry)
     return entries
 
 
@@ -284,6 +271,8 @@ def summarize_skipped(skipped_pairs):
     for _who, reason in skipped_pairs:
         if reason.startswith("image not found"):
             counts["image not found"] += 1
+        elif reason.startswith(plausible.SKIP_REASON):
+            counts[plausible.SKIP_REASON] += 1
         else:  # "PATH: not a decodable image" -> "not a decodable image"
             counts[reason.split(": ", 1)[-1]] += 1
     return counts
@@ -301,7 +290,7 @@ def write_manifest(out_dir, cfg, entries, skipped_pairs, annotation_file, source
         "counts": counts,
         "input_size": cfg["DataSetHG"]["img_size"],
         "heatmap_size": cfg["DataSetHG"]["hm_size"],
-        "heatmap_scale": schema.HEATMAP_SCALE,
+        "heatmap_scale": HEATMAP_SCALE,
         "config": cfg.as_dict(),
         "shards": [{k: v for k, v in e.items() if k != "skipped"} for e in entries],
         "skipped_count": len(skipped_pairs),

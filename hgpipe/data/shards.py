@@ -4,10 +4,18 @@ Writes are atomic: a shard is written under a temporary name in the same directo
 renamed only when complete, so a file with a final name is always whole. Files are
 written with ``track_times=False`` so the same arrays give byte-identical files (and
 checksums) whoever writes them.
+
+Checksums: the manifest stores each shard's CRC-32 (``"crc32"``, 8 hex digits). It
+guards against damage, not tampering, and is ~2.5x cheaper than sha256 here (3.6 against
+1.4 GB/s), which matters both when prepare writes shards and when a reader checks them.
+Manifests written before it carry ``"sha256"``; both are verified.
 """
+import contextlib
 import hashlib
 import json
+import mmap
 import os
+import zlib
 
 import h5py
 import numpy as np
@@ -29,11 +37,13 @@ def _creation_options(name, compression):
 
 
 def write_shard(path, arrays, split, input_size, heatmap_size, attrs=None,
-                compression=None):
-    """Write one shard atomically; returns (sha256 hex, size in bytes).
+                compression=None, before_rename=None):
+    """Write one shard atomically; returns (its checksum, size in bytes).
 
     ``arrays`` maps every dataset name of the split's schema to an array whose first
     axis is the sample axis. ``compression`` maps "images"/"heatmaps" to gzip|none.
+    ``before_rename(digest, size)`` runs once the file is complete, before it gets its
+    final name (prepare records what it wrote there).
     """
     spec = schema.datasets(input_size, heatmap_size, split)
     missing = set(spec) - set(arrays)
@@ -59,9 +69,20 @@ def write_shard(path, arrays, split, input_size, heatmap_size, attrs=None,
             out.attrs["count"] = count
             for key, value in (attrs or {}).items():
                 out.attrs[key] = value
-        digest = file_sha256(tmp)
+        digest = file_crc32(tmp)
         size = os.path.getsize(tmp)
+        if before_rename is not None:
+            before_rename(digest, size)
     return digest, size
+
+
+def file_crc32(path):
+    """CRC-32 of a file's bytes as 8 hex digits (read through mmap: no copy)."""
+    with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            return "%08x" % zlib.crc32(b"")
+        with contextlib.closing(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)) as view:
+            return "%08x" % (zlib.crc32(view) & 0xFFFFFFFF)
 
 
 def file_sha256(path, block=1 << 22):
@@ -70,6 +91,20 @@ def file_sha256(path, block=1 << 22):
         for chunk in iter(lambda: handle.read(block), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+CHECKSUM_KEY = "crc32"   # the key of the checksum prepare writes, in manifest and records
+CHECKSUMS = ((CHECKSUM_KEY, file_crc32), ("sha256", file_sha256))   # every key that verifies
+
+
+def checksum_matches(path, entry):
+    """Whether the file's checksum is its manifest ``entry``'s (CRC-32, or sha256 in
+    manifests written before CRC-32)."""
+    for key, checksum in CHECKSUMS:
+        if key in entry:
+            return checksum(path) == entry[key]
+    raise ShardError("%s: the manifest gives no checksum for this shard (re-run prepare)"
+                     % path)
 
 
 def read_shard_attrs(path):
@@ -114,12 +149,41 @@ def shard_paths(shards_dir, split, manifest=None):
     return paths
 
 
-def verify_checksums(shards_dir, manifest=None):
-    """Paths whose sha256 differs from the manifest's (empty list: all intact)."""
+def shard_problem(shards_dir, entry):
+    """Why a manifest entry's file is not the one prepare wrote, or None if it is.
+
+    Reads the whole file (one sequential pass) only when its size is right.
+    """
+    path = os.path.join(shards_dir, entry["file"])
+    if not os.path.isfile(path):
+        return "missing"
+    size = os.path.getsize(path)
+    if "bytes" in entry and size != entry["bytes"]:
+        return "truncated or altered (%d bytes, the manifest says %d)" % (size, entry["bytes"])
+    if not checksum_matches(path, entry):
+        return "checksum differs from the manifest (damaged)"
+    return None
+
+
+def damaged_shards(shards_dir, manifest=None):
+    """[(path, problem)] for every manifest shard that is missing or damaged."""
     manifest = manifest or load_manifest(shards_dir)
-    bad = []
+    found = []
     for entry in manifest["shards"]:
-        path = os.path.join(shards_dir, entry["file"])
-        if not os.path.isfile(path) or file_sha256(path) != entry["sha256"]:
-            bad.append(path)
-    return bad
+        problem = shard_problem(shards_dir, entry)
+        if problem:
+            found.append((os.path.join(shards_dir, entry["file"]), problem))
+    return found
+
+
+def damage_message(damaged):
+    """One line for [(path, problem)]: the first damaged shard, how many more, the fix."""
+    path, problem = damaged[0]
+    more = " (and %d more shards)" % (len(damaged) - 1) if len(damaged) > 1 else ""
+    return ("%s: %s%s; rerun the same 'hgpipe prepare' command to rebuild damaged shards"
+            % (path, problem, more))
+
+
+def verify_checksums(shards_dir, manifest=None):
+    """Paths whose checksum differs from the manifest's (empty list: all intact)."""
+    return [path for path, _problem in damaged_shards(shards_dir, manifest)]

@@ -1,9 +1,9 @@
-"""Geometry of a training sample: the hourglass crop, augmentation and heatmaps.
+"""Geometry of a training sample: the hourglass crop and its augmentation.
 
-Frames (see :mod:`hgpipe.data.schema`): *image* = 1-based MPII pixels, *crop* = 0-based
-pixels of the network input, *heatmap* = 0-based pixels of the output. Everything is an
-explicit 2x3 affine so a crop can always be mapped back to the original image exactly;
-the flip is folded into the same affine, so one ``cv2.warpAffine`` makes the whole crop.
+The frames, the heatmap targets and the flip convention are :mod:`hgpipe.codec`'s.
+Everything here is an explicit 2x3 affine so a crop can always be mapped back to the
+original image exactly; the flip is folded into the same affine, so one
+``cv2.warpAffine`` makes the whole crop.
 """
 import zlib
 from typing import NamedTuple
@@ -11,7 +11,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from hgpipe.joints import FLIP_PERMUTATION, NUM_JOINTS
+from hgpipe import codec
+from hgpipe.data.augment import sample_preset
 
 # The hourglass papers' crop: centre moved down 15*s, box 200*s enlarged by 1.25.
 CENTER_SHIFT_Y = 15.0
@@ -48,7 +49,7 @@ def image_to_crop_affine(center, scale, input_size, aug=PLAIN):
     cos, sin = np.cos(theta) * zoom, np.sin(theta) * zoom
     # y points down, so a counter-clockwise rotation on screen is this matrix.
     linear = np.array([[cos, sin], [-sin, cos]])
-    if aug.flip:
+    if aug.flip:  # x -> S - 1 - x about the crop centre (the codec's mirror)
         linear[0] *= -1.0
     center0 = np.asarray(center, dtype=np.float64) - 1.0  # 1-based -> 0-based
     offset = np.array([mid, mid]) - linear.dot(center0)
@@ -71,18 +72,6 @@ def apply_affine(affine, points):
     return points.dot(affine[:, :2].T) + affine[:, 2]
 
 
-def crop_to_heatmap(points, input_size, heatmap_size):
-    """Crop pixels -> heatmap pixels (pixel centres aligned)."""
-    stride = float(input_size) / heatmap_size
-    return (np.asarray(points, dtype=np.float64) - (stride - 1.0) / 2.0) / stride
-
-
-def heatmap_to_crop(points, input_size, heatmap_size):
-    """Heatmap pixels -> crop pixels; the inverse of :func:`crop_to_heatmap`."""
-    stride = float(input_size) / heatmap_size
-    return np.asarray(points, dtype=np.float64) * stride + (stride - 1.0) / 2.0
-
-
 def warp_crop(image_bgr, affine_0based, input_size):
     """Crop + rotate + scale + flip in one bilinear warp; black outside the image."""
     return cv2.warpAffine(image_bgr, affine_0based, (input_size, input_size),
@@ -90,33 +79,17 @@ def warp_crop(image_bgr, affine_0based, input_size):
                           borderValue=(0, 0, 0))
 
 
-def render_heatmaps(joints, weights, heatmap_size, sigma):
-    """Float Gaussians of height 1 at float joint positions, (H, W, J) float32.
-
-    Computed separably (an outer product per joint, broadcast straight into the output
-    layout) from the exact float coordinates; joints with weight 0 get an all-zero map.
-    """
-    grid = np.arange(heatmap_size, dtype=np.float32)
-    joints = np.asarray(joints, dtype=np.float32)
-    scale = np.float32(-0.5 / sigma ** 2)
-    gx = np.exp((grid[:, None] - joints[None, :, 0]) ** 2 * scale)  # (W, J)
-    gy = np.exp((grid[:, None] - joints[None, :, 1]) ** 2 * scale)  # (H, J)
-    gy *= (np.asarray(weights) > 0)[None, :]
-    return gy[:, None, :] * gx[None, :, :]
-
-
-def quantize_heatmaps(heatmaps, scale):
-    """Float heatmaps in [0, 1] -> stored uint8 (value * scale, rounded half up)."""
-    return (heatmaps * np.float32(scale) + np.float32(0.5)).astype(np.uint8)
-
-
 def sample_augmentation(rng, cfg_prepare):
-    """Draw one augmentation in the ranges of Newell's Torch training code.
+    """Draw one augmentation: a preset of :mod:`hgpipe.data.augment`, or ``custom``:
 
     scale = 1 + N(0, f) clamped to [1-f, 1+f]; rotation = N(0, r) clamped to [-2r, 2r],
-    applied with probability ``rotation_prob`` (Torch: 0.6); flip with probability 0.5;
-    colour: each channel multiplied by U(1-c, 1+c).
+    applied with probability ``rotation_prob``; flip with probability 0.5; colour: each
+    channel multiplied by U(1-c, 1+c) (with the defaults: bearpaw's ranges).
     """
+    preset = cfg_prepare.get("augmentation", "custom")
+    if preset != "custom":
+        return Augmentation(*sample_preset(rng, preset, flip=cfg_prepare["flip"],
+                                           color=cfg_prepare["color_jitter"] > 0))
     f = cfg_prepare["scale_factor"]
     r = cfg_prepare["rotation"]
     c = cfg_prepare["color_jitter"]
@@ -143,13 +116,14 @@ def person_rng(seed, image_name, person_index, ordinal):
     return _PERSON_RNG
 
 
-def bgr_to_rgb_with_gains(crop_bgr, gains=(1.0, 1.0, 1.0)):
+def bgr_to_rgb_with_gains(crop_bgr, gains=(1.0, 1.0, 1.0), out=None):
     """BGR -> RGB and per-channel colour gain (saturating) in one pass: one 3x3 colour
-    transform, ~4x cheaper than a conversion followed by lookup tables."""
+    transform, ~4x cheaper than a conversion followed by lookup tables. Written into
+    ``out`` when given (same shape, contiguous)."""
     matrix = np.zeros((3, 3), np.float32)
     for out_channel, source_channel in enumerate((2, 1, 0)):
         matrix[out_channel, source_channel] = gains[out_channel]
-    return cv2.transform(crop_bgr, matrix)
+    return cv2.transform(crop_bgr, matrix, dst=out)
 
 
 def crop_zoom(record, aug, input_size):
@@ -170,33 +144,32 @@ def decode_reduction(zooms, largest=8):
     return reduction
 
 
-def make_sample(image_bgr, record, aug, input_size, heatmap_size, sigma, reduction=1):
+def make_sample(image_bgr, record, aug, input_size, heatmap_size, sigma, reduction=1,
+                heatmap_scale=None, out=None):
     """One training/validation sample from a decoded image and a person record.
 
     ``reduction`` is the factor the image was decoded smaller by (see
     :func:`hgpipe.data.images.decode_image`); coordinates stay those of the full image.
     Returns a dict with the per-sample arrays of the shard schema (image, heatmaps as
-    float, joints in heatmap pixels, weights, crop_to_image, center, scale, ...).
+    float, joints in heatmap pixels, weights, crop_to_image, center, scale, ...). With
+    ``heatmap_scale`` the heatmaps are the stored uint8 ones
+    (:func:`hgpipe.codec.render_quantized_heatmaps`); ``out`` may hold destination arrays for
+    "images" and "heatmaps" (one sample each), written in place instead of allocated.
     """
+    out = out or {}
     center, scale = hourglass_box(record.center, record.scale)
     to_crop = image_to_crop_affine(center, scale, input_size, aug)
-    # cv2 works in 0-based pixels of the decoded image: full 0-based = image - 1, and
-    # reduced pixel r has full 0-based centre f*r + (f-1)/2; fold both into the matrix.
-    f = float(reduction)
-    to_crop_0 = to_crop.copy()
-    to_crop_0[:, 2] += to_crop[:, :2].dot([1.0 + (f - 1.0) / 2.0] * 2)
-    to_crop_0[:, :2] *= f
-    crop = bgr_to_rgb_with_gains(warp_crop(image_bgr, to_crop_0, input_size), aug.gains)
+    crop = bgr_to_rgb_with_gains(
+        warp_crop(image_bgr, codec.cv2_affine(to_crop, reduction), input_size), aug.gains,
+        out.get("images"))
 
     joints_crop = apply_affine(to_crop, record.joints)
     annotated = record.annotated.copy()
-    if aug.flip:  # crop joint k is the original joint FLIP_PERMUTATION[k]
-        joints_crop = joints_crop[list(FLIP_PERMUTATION)]
-        annotated = annotated[list(FLIP_PERMUTATION)]
-    joints_hm = crop_to_heatmap(joints_crop, input_size, heatmap_size)
-    inside = np.all((joints_hm >= -0.5) & (joints_hm < heatmap_size - 0.5), axis=1)
-    weights = (annotated & inside).astype(np.float32)
-    heatmaps = render_heatmaps(joints_hm, weights, heatmap_size, sigma)
+    if aug.flip:  # the affine mirrored the crop; now swap the joints' identities
+        joints_crop = codec.swap_left_right(joints_crop)
+        annotated = codec.swap_left_right(annotated)
+    heatmaps, weights, joints_hm = codec.HeatmapCodec(input_size, heatmap_size, sigma).encode(
+        joints_crop, annotated, heatmap_scale, out.get("heatmaps"))
     return {
         "images": crop,
         "heatmaps": heatmaps,
@@ -209,5 +182,3 @@ def make_sample(image_bgr, record, aug, input_size, heatmap_size, sigma, reducti
         "flipped": np.uint8(aug.flip),
     }
 
-
-assert len(FLIP_PERMUTATION) == NUM_JOINTS

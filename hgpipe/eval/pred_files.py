@@ -12,6 +12,8 @@ Prediction files understood (the format is found from the file's content, not it
 * MATLAB/Octave HDF5 (v7.3) files, which store arrays column-major so that HDF5 sees the
   axes reversed: a dataset ``preds`` ``(2, 16, N)`` carrying a ``MATLAB_class`` attribute,
   or Octave's group ``preds`` holding ``type`` and ``value`` ``(2, 16, N)``.
+* any of these with ``(N, 16, 3)`` (x, y, score: PyraNet's released file, mmpose's
+  output): the first two columns are scored, and the report says so in one line.
 
 Ground-truth files understood:
 
@@ -63,6 +65,7 @@ class Predictions(NamedTuple):
     source: str = ""
     annolist_index: Optional[np.ndarray] = None
     person_index: Optional[np.ndarray] = None
+    notes: Tuple[str, ...] = ()  # how the file was read, worth printing with the scores
 
 
 # --------------------------------------------------------------------------- predictions
@@ -122,27 +125,45 @@ def _load_h5_predictions(path):
             coords = _from_column_major(node[()], path)
         else:
             coords = node[()]
-            if coords.ndim == 3 and coords.shape[:2] == (2, NUM_JOINTS) \
-                    and coords.shape[2] != 2:
+            # (2, 16, N): column-major (N, 16, 2) written without a MATLAB mark; (3, 16,
+            # N) likewise with scores, unless N is 2 or 3 (then it is row-major already)
+            if coords.ndim == 3 and coords.shape[1] == NUM_JOINTS and (
+                    (coords.shape[0] == 2 and coords.shape[2] != 2) or
+                    (coords.shape[0] == 3 and coords.shape[2] not in (2, 3))):
                 coords = _from_column_major(coords, path)
         ids = [_optional_ids(f, name) for name in ("annolist_index", "person_index")]
-    coords = np.asarray(coords, dtype=np.float64)
-    _check_shape(coords, path)
-    return Predictions(coords, path, ids[0], ids[1])
+    coords, notes = _as_coords(coords, path)
+    return Predictions(coords, path, ids[0], ids[1], notes)
 
 
 def _load_mat_predictions(path):
     mat = _load_mat(path)
     if "preds" in mat:
-        coords = np.asarray(mat["preds"], dtype=np.float64)
+        coords = np.asarray(mat["preds"])
     elif "pos_pred_src" in mat:  # detections_our_format.mat: (16, 2, N)
-        coords = np.asarray(mat["pos_pred_src"], dtype=np.float64)
+        coords = np.asarray(mat["pos_pred_src"])
         if coords.ndim == 3:
             coords = coords.transpose(2, 0, 1)
     else:
         raise EvalFileError("%s: no 'preds' variable (found: %s)" % (path, _keys(mat)))
+    coords, notes = _as_coords(coords, path)
+    return Predictions(coords, path, notes=notes)
+
+
+def _as_coords(array, path):
+    """float64 (N, 16, 2) and notes; (N, 16, 3) (x, y, score: PyraNet, mmpose) keeps x, y."""
+    array = np.asarray(array)
+    if array.dtype.kind not in "biuf":
+        raise EvalFileError("%s: 'preds' holds %s values, expected numbers (N, 16, 2)"
+                            % (path, "text" if array.dtype.kind in "SUO" else array.dtype))
+    coords = array.astype(np.float64)
+    notes = ()
+    if coords.ndim == 3 and coords.shape[1:] == (NUM_JOINTS, 3):
+        coords = coords[:, :, :2]
+        notes = ("%s: 'preds' is (N, 16, 3): scored on the first two columns (x, y), the "
+                 "third (a score) is ignored" % path,)
     _check_shape(coords, path)
-    return Predictions(coords, path)
+    return coords, notes
 
 
 def _from_column_major(array, path):

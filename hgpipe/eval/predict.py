@@ -17,14 +17,16 @@ How the person box is given (MPII convention, all in 1-based image pixels):
   (1.25 x 200 x scale) is exactly the longer side, centred on the image; the shorter side
   is padded with black.
 """
+import json
 import os
 from typing import NamedTuple
 
 import cv2
 import numpy as np
 
-from hgpipe import draw
-from hgpipe.data import transforms
+from hgpipe import codec, draw
+from hgpipe.atomic import atomic_path
+from hgpipe.data import plausible, transforms
 from hgpipe.eval.inference import predict_image_coords, read_val_inputs
 from hgpipe.joints import JOINT_NAMES
 
@@ -77,6 +79,13 @@ def box_from_image(width, height):
     return PersonBox(center, scale, "image")
 
 
+def check_box(image_path, image_shape, box):
+    """Refuse a box that cannot be right for this image (:mod:`hgpipe.data.plausible`)."""
+    problem = plausible.box_problem(box.objpos, box.scale, image_shape[1], image_shape[0])
+    if problem:
+        raise ValueError("%s: %s; nothing written for it" % (image_path, problem))
+
+
 def crop_person(image_bgr, box, input_size):
     """(RGB uint8 crop of side ``input_size``, its 2x3 crop_to_image affine).
 
@@ -84,10 +93,7 @@ def crop_person(image_bgr, box, input_size):
     """
     center, scale = box.crop()
     to_crop = transforms.image_to_crop_affine(center, scale, input_size)
-    # cv2 indexes pixels from 0: fold the 1-based offset into the matrix
-    to_crop_0 = to_crop.copy()
-    to_crop_0[:, 2] += to_crop[:, :2].sum(axis=1)
-    crop = transforms.warp_crop(image_bgr, to_crop_0, input_size)
+    crop = transforms.warp_crop(image_bgr, codec.cv2_affine(to_crop), input_size)
     return cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), transforms.invert_affine(to_crop)
 
 
@@ -146,6 +152,21 @@ def output_paths(out_dir, image_path):
     stem = os.path.splitext(os.path.basename(image_path))[0]
     return (os.path.join(out_dir, stem + ".pose.json"),
             os.path.join(out_dir, stem + ".pose.png"))
+
+
+def write_outputs(json_path, png_path, record, image_rgb):
+    """Both files or neither: each is complete under a temporary name before either is
+    renamed, and the JSON is renamed last, so a failure leaves no ``.pose.json``
+    without its ``.png``."""
+    ok, png = cv2.imencode(".png", np.ascontiguousarray(image_rgb[..., ::-1]))
+    if not ok:
+        raise ValueError("%s: could not encode PNG" % png_path)
+    text = json.dumps(record, indent=2) + "\n"
+    with atomic_path(json_path) as json_tmp, atomic_path(png_path) as png_tmp:
+        with open(png_tmp, "wb") as out:
+            out.write(png.tobytes())
+        with open(json_tmp, "w") as out:
+            out.write(text)
 
 
 def render_pose(image_bgr, coords):

@@ -1,17 +1,21 @@
 """The input side of training: shard batches read ahead by a thread, never the device's wait.
 
 Why this shape: prepare already did every per-sample computation, so feeding is just
-copying bytes, once. A :class:`ShardBatches` reads *contiguous* slices of shards (the
-only fast way to read HDF5: fancy indexing falls to tens of samples/s) in a random block
-order straight into preallocated, 64-byte-aligned buffers, and hands out batches as
-views of them, which TensorFlow's feed_dict can use without a copy. A
-:class:`Prefetcher` runs it in a background thread behind a bounded queue and measures
-how long the training loop waited.
+copying bytes, once. Each epoch a :class:`ShardBatches` draws a fresh uniform permutation
+of *all* samples of all shards (as the reference loaders' shuffling samplers do) and
+reads every sample of a batch straight from its file position into preallocated,
+64-byte-aligned buffers (one ``preadv`` per sample and field - HDF5's own selection
+machinery costs far more per sample than the copy itself), which TensorFlow's feed_dict
+then uses without a copy. A :class:`Prefetcher` runs it in a background thread behind a
+bounded queue and measures how long the training loop waited.
 
 Order is a pure function of (seed, epoch), so a resumed run continues with exactly the
-batch it would have seen next.
+batch it would have seen next; ``rank``/``num_ranks`` split every epoch's batches between
+data-parallel workers (see :class:`ShardBatches`).
 """
+import os
 import threading
+import zlib
 import time
 import queue as queue_module
 
@@ -22,6 +26,10 @@ from hgpipe.data import shards
 
 # What training needs per sample; the rest of the schema is for evaluation and humans.
 TRAIN_FIELDS = ("images", "heatmaps", "weights")
+# Linux: a read that only succeeds from the page cache, and a hint to read ahead.
+_RWF_NOWAIT = getattr(os, "RWF_NOWAIT", None)
+_FADVISE = hasattr(os, "posix_fadvise")
+_COLD_MEMORY = 64  # batches that read-ahead hints go on after a read missed the cache
 
 
 def aligned_empty(shape, dtype, alignment=64):
@@ -33,7 +41,7 @@ def aligned_empty(shape, dtype, alignment=64):
     return raw[offset:offset + nbytes].view(dtype).reshape(shape)
 
 
-def _open_shard(path):
+def open_shard(path):
     try:
         return h5py.File(path, "r")
     except (OSError, IOError) as exc:
@@ -42,107 +50,284 @@ def _open_shard(path):
                                 % (path, str(exc).split("(")[0].strip() or exc))
 
 
-class ShardBatches(object):
-    """Fixed-shape batches from a split's shards, shuffled across and within shards.
+def endless(epoch, start_epoch=0, start_batch=0):
+    """(epoch, batch_index, batch) from ``epoch(e, first_batch)`` generators, endlessly."""
+    current, batch = start_epoch, start_batch
+    while True:
+        for batch_data in epoch(current, batch):
+            yield current, batch, batch_data
+            batch += 1
+        current, batch = current + 1, 0
 
-    Each epoch every shard is cut into blocks of ``block_batches`` batches, starting at a
-    random offset and wrapping around its end (so a different set of samples shares a
-    batch each epoch, and at most ``batch_size - 1`` samples of a shard sit out an
-    epoch); the blocks of all shards are read in a random order, each with one contiguous
-    read per field straight into an aligned block buffer, and batches are handed out as
-    views of it - no second copy. (``hgpipe prepare`` already shuffled every shard, so
-    contiguous samples are unrelated.) A batch stays valid until ``capacity + 2`` further
-    batches have been produced, which is what the :class:`Prefetcher` needs.
+
+def _gzip_per_sample(dataset):
+    """Whether a chunked dataset holds each sample as one chunk with gzip as its only
+    filter (what ``hgpipe prepare`` writes for compressed images or heatmaps)."""
+    return (dataset.chunks == (1,) + dataset.shape[1:] and dataset.compression == "gzip"
+            and not dataset.shuffle and not dataset.fletcher32
+            and dataset.scaleoffset is None)
+
+
+class _ShardFile(object):
+    """One shard's sample rows, read into caller buffers one sample at a time.
+
+    An uncompressed HDF5 dataset is stored contiguously, C order, at a fixed file offset,
+    so sample ``i`` of it is the byte range ``offset + i * row_bytes``: read it with one
+    positional read into the destination row, no HDF5 call. A gzip dataset with one
+    chunk per sample is read chunk by chunk and inflated with zlib; any other layout
+    through h5py, one sample per call.
     """
 
-    def __init__(self, shards_dir, split, batch_size, fields=TRAIN_FIELDS, shuffle=True,
-                 seed=0, block_batches=None, capacity=8):
+    def __init__(self, path, fields):
+        self.path = path
+        handle = open_shard(path)
+        self.count = handle["images"].shape[0]
+        self.specs, self.offsets, self.datasets, self.gzip_rows = {}, {}, {}, {}
+        try:
+            for name in fields:
+                if name not in handle:
+                    raise shards.ShardError("%s: no dataset %r (re-run 'hgpipe prepare')"
+                                            % (path, name))
+                dataset = handle[name]
+                if dataset.shape[0] != self.count:
+                    raise shards.ShardError("%s: dataset %s has %d samples, images %d"
+                                            % (path, name, dataset.shape[0], self.count))
+                self.specs[name] = (dataset.shape[1:], dataset.dtype)
+                offset = dataset.id.get_offset() if dataset.chunks is None else None
+                if offset is not None:
+                    self.offsets[name] = offset
+                elif _gzip_per_sample(dataset):
+                    self.gzip_rows[name] = dataset
+                else:
+                    self.datasets[name] = dataset
+        except BaseException:
+            handle.close()
+            raise
+        self._handle = handle if self.datasets or self.gzip_rows else None
+        if self._handle is None:
+            handle.close()
+        self.fd = os.open(path, os.O_RDONLY)
+        self.nowait = _RWF_NOWAIT is not None
+        size = os.fstat(self.fd).st_size
+        for name, offset in self.offsets.items():
+            if offset + self.count * self.row_bytes(name) > size:
+                self.close()
+                raise shards.ShardError("%s: file is truncated (dataset %s ends past its "
+                                        "end); re-run 'hgpipe prepare'" % (path, name))
+
+    def row_bytes(self, name):
+        shape, dtype = self.specs[name]
+        return int(np.prod(shape)) * dtype.itemsize
+
+    def read_row(self, name, index, row, row_bytes):
+        """Copy sample ``index`` of dataset ``name`` into ``row`` (an array of one sample;
+        ``row_bytes`` is a byte memoryview of it). Returns False if the bytes were not all
+        in the page cache (the read waited for the disk), else True."""
+        offset = self.offsets.get(name)
+        if offset is None:
+            self._read_chunked(name, index, row, row_bytes)
+            return True
+        position = offset + index * row_bytes.nbytes
+        got = 0
+        if self.nowait:
+            try:  # succeeds only from the page cache, so it tells warm from cold for free
+                got = os.preadv(self.fd, [row_bytes], position, _RWF_NOWAIT)
+            except BlockingIOError:
+                pass
+            except OSError:   # this file system cannot tell: plain reads from now on
+                self.nowait = False
+            if got == row_bytes.nbytes:
+                return True
+        rest = row_bytes[got:]
+        if os.preadv(self.fd, [rest], position + got) != rest.nbytes:
+            raise shards.ShardError("%s: short read of %s sample %d (file changed?); re-run "
+                                    "'hgpipe prepare'" % (self.path, name, index))
+        return not self.nowait
+
+    def _read_chunked(self, name, index, row, row_bytes):
+        dataset = self.gzip_rows.get(name)
+        if dataset is None:
+            self.datasets[name].read_direct(row[None], source_sel=np.s_[index:index + 1])
+            return
+        # one gzip chunk per sample: inflate it ourselves (half the cost of h5py's path)
+        chunk = (index,) + (0,) * (row.ndim)
+        skipped_filters, raw = dataset.id.read_direct_chunk(chunk)
+        data = zlib.decompress(raw) if not skipped_filters else raw
+        if len(data) != row_bytes.nbytes:
+            raise shards.ShardError("%s: %s sample %d has %d bytes, expected %d; re-run "
+                                    "'hgpipe prepare'" % (self.path, name, index, len(data),
+                                                          row_bytes.nbytes))
+        row_bytes[:] = data
+
+    def will_need(self, name, index):
+        """Ask the kernel to start reading a row now (asynchronous; a hint only)."""
+        offset = self.offsets.get(name)
+        if offset is not None and _FADVISE:
+            size = self.row_bytes(name)
+            os.posix_fadvise(self.fd, offset + index * size, size, os.POSIX_FADV_WILLNEED)
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+class ShardBatches(object):
+    """Fixed-shape batches from a split's shards, freshly and uniformly shuffled each epoch.
+
+    Samples are numbered globally, shard after shard in manifest order. Epoch ``e`` is
+    the permutation ``RandomState([seed, e]).permutation(total)`` cut into batches of
+    ``batch_size``; global batch ``g`` of it goes to rank ``g % num_ranks``, so rank
+    ``r`` of ``n`` yields the epoch's global batches ``r, r + n, r + 2n, ...`` and the
+    *data position* ``(epoch, batch)`` - the same on every rank, which all step in
+    lockstep - means global batch ``batch * num_ranks + rank``. Every rank has
+    ``batches_per_epoch = total // (batch_size * num_ranks)`` batches; the ranks' batches
+    are disjoint and together cover the epoch's permutation except its last
+    ``total % (batch_size * num_ranks)`` samples, which sit out this epoch (a different
+    random few each epoch): there are no partial batches.
+
+    Each batch is read sample by sample (see :class:`_ShardFile`) into the next of
+    ``capacity + 3`` preallocated, aligned batch buffers and handed out as those arrays
+    themselves, so a batch stays valid until ``capacity + 2`` further batches have been
+    produced, which is what the :class:`Prefetcher` needs. When reads find the files out
+    of the page cache, the kernel is asked to fetch the samples ``read_ahead`` samples
+    ahead (``posix_fadvise``), so random reads from disk overlap instead of waiting one
+    by one.
+    """
+
+    def __init__(self, shards_dir, split, batch_size, seed=0, capacity=8, rank=0,
+                 num_ranks=1, fields=TRAIN_FIELDS, shuffle=True, read_ahead=128):
         self.paths = shards.shard_paths(shards_dir, split)
         if not self.paths:
             raise shards.ShardError("%s: no %s shards" % (shards_dir, split))
         self.batch_size = int(batch_size)
+        self.rank, self.num_ranks = int(rank), int(num_ranks)
+        if not 0 <= self.rank < self.num_ranks:
+            raise ValueError("rank %d of %d: need 0 <= rank < num_ranks"
+                             % (self.rank, self.num_ranks))
         self.fields = tuple(fields)
         self.shuffle = shuffle
         self.seed = int(seed)
-        self._files = [_open_shard(p) for p in self.paths]
-        self.counts = [f["images"].shape[0] for f in self._files]
+        # in batches; measured on a shared virtual disk, cold: 0 -> 1,200-1,400 samples/s,
+        # 64-256 samples ahead -> 1,600-3,600
+        self.read_ahead = -(-int(read_ahead) // self.batch_size)
+        self._files = []
+        try:
+            for path in self.paths:
+                self._files.append(_ShardFile(path, self.fields))
+            self.specs = self._files[0].specs
+            for shard in self._files[1:]:
+                if shard.specs != self.specs:
+                    raise shards.ShardError("%s: sample shapes/dtypes %s differ from %s's %s"
+                                            % (shard.path, shard.specs, self.paths[0],
+                                               self.specs))
+        except BaseException:
+            self.close()
+            raise
+        self.counts = [shard.count for shard in self._files]
         self.total = sum(self.counts)
+        self._shard_starts = np.cumsum([0] + self.counts)
         if self.batches_per_epoch == 0:
-            raise shards.ShardError("%s: %d %s samples, not one batch of %d in any shard"
-                                    % (shards_dir, self.total, split, self.batch_size))
-        first = self._files[0]
-        self.specs = {name: (first[name].shape[1:], first[name].dtype) for name in self.fields}
-        # ~64 samples per read amortises HDF5's fixed cost per call (measured: batch-4
-        # reads alone ran at half the speed)
-        self.block_batches = int(block_batches or max(1, 64 // self.batch_size))
-        block = self.block_batches * self.batch_size
-        in_flight = capacity + 2  # queued + held by the loop + being fed
-        count = -(-in_flight // self.block_batches) + 2
-        self._buffers = [{name: aligned_empty((block,) + shape, dtype)
+            raise shards.ShardError("%s: %d %s samples, not one batch of %d for each of %d "
+                                    "rank(s)" % (shards_dir, self.total, split,
+                                                 self.batch_size, self.num_ranks))
+        self._buffers = [{name: aligned_empty((self.batch_size,) + tuple(shape), dtype)
                           for name, (shape, dtype) in self.specs.items()}
-                         for _ in range(count)]
+                         for _ in range(capacity + 3)]
+        # byte views of every row of every buffer, made once (one per sample read)
+        self._row_bytes = [{name: [memoryview(row).cast("B") for row in array]
+                            for name, array in buffer.items()} for buffer in self._buffers]
         self._next_buffer = 0
+        self._orders = {}           # epoch -> permutation, for the last two epochs
+        self._cold_batches = 0      # read-ahead hints go on for this many more batches
 
     def close(self):
-        for handle in self._files:
-            handle.close()
+        for shard in self._files:
+            shard.close()
         self._files = []
 
     @property
     def batches_per_epoch(self):
-        return sum(count // self.batch_size for count in self.counts)
+        return self.total // (self.batch_size * self.num_ranks)
 
-    def _blocks(self, epoch):
-        """[(shard, start, batches)] of one epoch, in reading order."""
-        rng = np.random.RandomState([self.seed & 0x7FFFFFFF, epoch])
-        blocks = []
-        for shard, count in enumerate(self.counts):
-            usable = count // self.batch_size
-            offset = rng.randint(count) if self.shuffle else 0
-            for first in range(0, usable, self.block_batches):
-                start = (offset + first * self.batch_size) % count
-                blocks.append((shard, start, min(self.block_batches, usable - first)))
-        if self.shuffle:
-            blocks = [blocks[i] for i in rng.permutation(len(blocks))]
-        return blocks
+    def epoch_order(self, epoch):
+        """Global sample indices of epoch ``epoch`` in the order all ranks consume them."""
+        order = self._orders.get(epoch)
+        if order is None:
+            if self.shuffle:
+                rng = np.random.RandomState([self.seed & 0x7FFFFFFF, int(epoch)])
+                order = rng.permutation(self.total)
+            else:
+                order = np.arange(self.total)
+            self._orders = {e: o for e, o in self._orders.items() if abs(e - epoch) == 1}
+            self._orders[epoch] = order
+        return order
 
-    def _read_block(self, shard, start, length):
-        """Read samples start..start+length of a shard (wrapping) into the next buffer."""
-        buffer = self._buffers[self._next_buffer]
-        self._next_buffer = (self._next_buffer + 1) % len(self._buffers)
-        handle = self._files[shard]
-        count = self.counts[shard]
-        head = min(length, count - start)
-        for name in self.fields:
-            dataset = handle[name]
-            dataset.read_direct(buffer[name], source_sel=np.s_[start:start + head],
-                                dest_sel=np.s_[0:head])
-            if head < length:  # wrapped around the end of the shard
-                dataset.read_direct(buffer[name], source_sel=np.s_[0:length - head],
-                                    dest_sel=np.s_[head:length])
-        return buffer
+    def epoch_batches(self, epoch):
+        """Global sample indices of this rank's batches of an epoch, (batches, batch_size)."""
+        used = self.batches_per_epoch * self.num_ranks * self.batch_size
+        every_rank = self.epoch_order(epoch)[:used].reshape(-1, self.batch_size)
+        return every_rank[self.rank::self.num_ranks]
+
+    def batch_indices(self, epoch, batch):
+        """Global sample indices of this rank's batch ``batch`` of epoch ``epoch``."""
+        first = (int(batch) * self.num_ranks + self.rank) * self.batch_size
+        return self.epoch_order(epoch)[first:first + self.batch_size]
+
+    def locate(self, indices):
+        """Global sample indices -> (shard numbers, indices within those shards)."""
+        indices = np.asarray(indices)
+        shard = np.searchsorted(self._shard_starts, indices, side="right") - 1
+        return shard, indices - self._shard_starts[shard]
+
+    def _advise(self, epoch, batch):
+        """Hint the kernel to read this rank's batch ``batch`` of ``epoch`` (or of a later
+        epoch if ``batch`` runs past the end)."""
+        epoch, batch = epoch + batch // self.batches_per_epoch, batch % self.batches_per_epoch
+        for shard, index in zip(*self.locate(self.batch_indices(epoch, batch))):
+            shard_file = self._files[shard]
+            for name in self.fields:
+                shard_file.will_need(name, index)
+
+    def read_batch(self, epoch, batch):
+        """Read this rank's batch ``batch`` of ``epoch`` into the next buffer.
+
+        Returns (the buffer, whether every byte came from the page cache)."""
+        slot = self._next_buffer
+        self._next_buffer = (slot + 1) % len(self._buffers)
+        buffer, row_bytes = self._buffers[slot], self._row_bytes[slot]
+        shard_numbers, within = self.locate(self.batch_indices(epoch, batch))
+        cached = True
+        for i, (shard, index) in enumerate(zip(shard_numbers.tolist(), within.tolist())):
+            shard_file = self._files[shard]
+            for name in self.fields:
+                cached &= shard_file.read_row(name, index, buffer[name][i], row_bytes[name][i])
+        return buffer, cached
 
     def epoch(self, epoch, start_batch=0):
-        """Yield the batches of one epoch, beginning at batch ``start_batch``."""
-        skip = start_batch
-        b = self.batch_size
-        for shard, start, batches in self._blocks(epoch):
-            if skip >= batches:
-                skip -= batches
-                continue
-            buffer = self._read_block(shard, start, batches * b)
-            for i in range(skip, batches):
-                yield {name: array[i * b:(i + 1) * b] for name, array in buffer.items()}
-            skip = 0
+        """Yield this rank's batches of one epoch, beginning at batch ``start_batch``.
+
+        Read-ahead hints cost CPU time when the files are cached, so they are given only
+        while reads have recently found bytes missing from the page cache."""
+        for batch in range(start_batch, self.batches_per_epoch):
+            if self._cold_batches and self.read_ahead:
+                self._advise(epoch, batch + self.read_ahead)
+            buffer, cached = self.read_batch(epoch, batch)
+            if not cached:
+                if not self._cold_batches:
+                    for ahead in range(1, self.read_ahead + 1):
+                        self._advise(epoch, batch + ahead)
+                self._cold_batches = _COLD_MEMORY
+            elif self._cold_batches:
+                self._cold_batches -= 1
+            yield buffer
 
     def forever(self, start_epoch=0, start_batch=0):
         """Yield (epoch, batch_index, batch) endlessly, from the given position."""
-        epoch, batch = start_epoch, start_batch
-        while True:
-            for batch_data in self.epoch(epoch, batch):
-                yield epoch, batch, batch_data
-                batch += 1
-            epoch, batch = epoch + 1, 0
+        return endless(self.epoch, start_epoch, start_batch)
 
 
 class Prefetcher(object):

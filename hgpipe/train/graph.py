@@ -1,4 +1,4 @@
-"""The training graph: inputs -> Stacked Hourglass -> masked MSE -> RMSProp step.
+"""The training graph: inputs -> Stacked Hourglass -> masked MSE -> optimizer step.
 
 Inputs are uint8 (images and stored heatmaps) and are converted to float on the device,
 so the host copies 4x fewer bytes per sample than with float32 feeds. The data position
@@ -11,7 +11,11 @@ from hgpipe.model.hourglass import build_hourglass, heatmaps_from_uint8, input_f
 from hgpipe.model.inference import model_kwargs
 from hgpipe.model.loss import heatmap_loss
 from hgpipe.tf_compat import import_tf
+from hgpipe.train.augment import augment_on_device
 from hgpipe.train.devices import wrap_optimizer
+from hgpipe.train.distributed import scaled_learning_rate
+from hgpipe.train.optimizers import make_optimizer
+from hgpipe.train.schedules import learning_rate_tensor
 from hgpipe.joints import NUM_JOINTS
 
 
@@ -77,28 +81,33 @@ class DatasetInput(object):
         return {}
 
 
-def build_train_graph(cfg, inputs, device="cpu"):
-    """Build the whole training graph in the default graph."""
+def build_train_graph(cfg, inputs, device="cpu", distributed=None):
+    """Build the whole training graph in the default graph.
+
+    ``distributed``: a :mod:`hgpipe.train.distributed` backend (gradient averaging and
+    the optional learning-rate scaling); None trains on one device.
+    """
     tf = import_tf()
     train = cfg["Train"]
     # Two towers sharing weights, each with a static mode: a tf.cond on a mode tensor
     # would put both batch-norm branches (and their gradients) in one graph, slower to
     # build and to run.
-    outputs = build_hourglass(input_from_uint8(inputs.images), is_training=True,
-                              **model_kwargs(cfg))
+    augmented = augment_on_device(input_from_uint8(inputs.images),
+                                  heatmaps_from_uint8(inputs.heatmaps), inputs.weights,
+                                  train["device_flip"], train["device_color"])
+    outputs = build_hourglass(augmented.images, is_training=True, **model_kwargs(cfg))
     eval_images = tf.placeholder(tf.uint8, inputs.images.shape, name="eval_images")
     eval_outputs = build_hourglass(input_from_uint8(eval_images), is_training=False,
                                    reuse=True, **model_kwargs(cfg))
-    targets = heatmaps_from_uint8(inputs.heatmaps)
-    loss, stack_losses = heatmap_loss(outputs, targets, inputs.weights,
+    loss, stack_losses = heatmap_loss(outputs, augmented.heatmaps, augmented.weights,
                                       weighted=train["weighted_loss"])
     global_step = tf.train.get_or_create_global_step()
-    learning_rate = tf.train.exponential_decay(
-        train["learning_rate"], global_step, train["decay_step"],
-        train["learning_rate_decay"], staircase=True, name="learning_rate")
-    optimizer = tf.train.RMSPropOptimizer(learning_rate, decay=train["rmsprop_decay"],
-                                          epsilon=train["rmsprop_epsilon"])
-    optimizer = wrap_optimizer(optimizer, device, train["mixed_precision"])
+    learning_rate = learning_rate_tensor(train, global_step)
+    if distributed is not None:
+        learning_rate = scaled_learning_rate(tf, learning_rate, global_step, distributed.size,
+                                             train["lr_scaling"], train["lr_warmup_steps"])
+    optimizer = wrap_optimizer(make_optimizer(train, learning_rate), device,
+                               train["mixed_precision"], distributed)
     with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS)):
         train_op = optimizer.minimize(loss, global_step=global_step)
     with tf.variable_scope("data_position"):

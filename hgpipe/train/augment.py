@@ -1,0 +1,59 @@
+"""Device-side flip and colour: new draws for every sample at every step, in the graph.
+
+The references draw a fresh augmentation each time a sample is seen; the shards hold a
+fixed set of variants. Flip and colour gain need no resampling of the image, so they
+are done here, on the device, for free on the host (``[Train] device_flip``,
+``device_color``):
+
+* flip, probability 0.5 per sample (pose.lua:36, mpii.py:98): the [0,1] image and the
+  target heatmaps are mirrored along the width (``tf.reverse``), and the joint channels
+  and weights are swapped by :data:`hgpipe.joints.FLIP_PERMUTATION`. Exact in hgpipe's
+  pixel convention: crop pixel x is heatmap pixel (x - 1.5) / 4, so the mirrored crop
+  pixel S-1-x is heatmap pixel (S - 2.5 - x) / 4 = (H-1) - (x - 1.5) / 4 when S = 4H -- the
+  mirrored heatmap is the heatmap of the mirrored joints.
+* colour, per sample and channel a gain U(1-c, 1+c), then clamp to [0, 1] (pose.lua:40-42
+  with c = 0.4; mpii.py:104-106 with c = 0.2), on the [0, 1] image before any mean
+  subtraction (bearpaw subtracts its mean after the gain, mpii.py:110).
+
+Only ops Ascend runs (random_uniform, reverse, gather, select, multiply, clip); no
+py_func. A recipe that flips or colours here turns the same thing off at prepare time
+(``[Prepare] flip = False``, ``color_jitter = 0``) so nothing is applied twice.
+"""
+from typing import NamedTuple
+
+from hgpipe.joints import FLIP_PERMUTATION
+from hgpipe.tf_compat import import_tf
+
+
+class Augmented(NamedTuple):
+    images: object      # float (B, S, S, 3) in [0, 1]
+    heatmaps: object    # float (B, H, H, J)
+    weights: object     # float (B, J)
+    flipped: object     # bool (B,): which samples were mirrored (None when flip is off)
+    gains: object       # float (B, 1, 1, 3) colour gains (None when colour is off)
+
+
+def augment_on_device(images, heatmaps, weights, flip, color, seed=None):
+    """Random flip (``flip`` True) and colour gain U(1-color, 1+color) (``color`` > 0).
+
+    ``images`` are [0, 1] floats, ``heatmaps`` and ``weights`` the float targets; the batch
+    size must be static. With both off the inputs are returned untouched.
+    """
+    tf = import_tf()
+    flipped = gains = None
+    with tf.name_scope("device_augment"):
+        batch = images.shape[0].value if hasattr(images.shape[0], "value") \
+            else images.shape[0]
+        if flip:
+            flipped = tf.random_uniform([batch], 0.0, 1.0, seed=seed) < 0.5
+            perm = list(FLIP_PERMUTATION)
+            images = tf.where(flipped, tf.reverse(images, [2]), images)
+            mirrored = tf.gather(tf.reverse(heatmaps, [2]), perm, axis=3)
+            heatmaps = tf.where(flipped, mirrored, heatmaps)
+            weights = tf.where(flipped, tf.gather(weights, perm, axis=1), weights)
+        if color > 0:
+            gains = tf.random_uniform([batch, 1, 1, 3], 1.0 - color, 1.0 + color,
+                                      dtype=images.dtype,
+                                      seed=None if seed is None else seed + 1)
+            images = tf.clip_by_value(images * gains, 0.0, 1.0)
+    return Augmented(images, heatmaps, weights, flipped, gains)
