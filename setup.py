@@ -42,6 +42,12 @@ setup(
         "cpu": ["tensorflow-cpu>=2.12"],
         "gpu": ["tensorflow>=2.12"],
         "test": ["pytest"],
+        # only for `hgpipe export --onnx`; on Python 3.7 the py37 lane's versions
+        # (onnxruntime 1.10.0 is the newest that accepts numpy 1.18)
+        "onnx": ["tf2onnx==1.14.0; python_version < '3.8'",
+                 "onnx==1.14.1; python_version < '3.8'",
+                 "onnxruntime==1.10.0; python_version < '3.8'",
+                 "tf2onnx; python_version >= '3.8'", "onnxruntime; python_version >= '3.8'"],
     },
     entry_points={"console_scripts": ["hgpipe=hgpipe.cli:main"]},
     classifiers=[

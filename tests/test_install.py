@@ -26,6 +26,7 @@ from conftest import REPO_ROOT
 
 README = os.path.join(REPO_ROOT, "README.md")
 LANE_37 = os.path.join(REPO_ROOT, "requirements", "py37-tf115.txt")
+ONNX_PACKAGES = ("tf2onnx", "onnx", "onnxruntime")  # the [onnx] extra (export --onnx)
 OFFLINE = ("NewConnectionError", "Temporary failure in name resolution",
            "Network is unreachable", "Failed to establish a new connection")
 
@@ -180,4 +181,21 @@ def test_tf115_extra_installs_what_the_py37_lane_pins(resolved):
             name = match.group(1).lower().replace("_", "-")
             if name == "pytest":
                 continue  # the lane's test runner, not a dependency of hgpipe
+            if name in ONNX_PACKAGES:
+                continue  # optional, pinned by the [onnx] extra: see the test below
             assert installs.get(name) == match.group(2), (name, installs.get(name))
+
+
+def test_onnx_extra_pins_the_py37_lane_versions_on_python_37():
+    """``export --onnx``'s packages are no part of [tf115]; on Python 3.7 the [onnx] extra
+    pins the versions the py37 lane installs and tests (read from setup.py's text: no
+    network needed)."""
+    setup_text = open(os.path.join(REPO_ROOT, "setup.py")).read()
+    pinned = {}
+    for line in open(LANE_37):
+        match = re.match(r"([\w.-]+)==([\w.]+)", line.strip())
+        if match and match.group(1).lower() in ONNX_PACKAGES:
+            pinned[match.group(1).lower()] = match.group(2)
+    assert sorted(pinned) == sorted(ONNX_PACKAGES)
+    for name, version in pinned.items():
+        assert "\"%s==%s; python_version < '3.8'\"" % (name, version) in setup_text, name

@@ -22,16 +22,16 @@ from hgpipe.eval.inference import predict_image_coords, read_val_inputs, run_bat
 from hgpipe.eval.pckh import score_pckh
 from hgpipe.eval.pred_files import EvalFileError, read_ground_truth
 from hgpipe.tf_compat import import_tf
+from hgpipe.train import distributed, warm_start
 from hgpipe.train.determinism import make_deterministic
 from hgpipe.train.devices import check_device, session_config
-from hgpipe.train import distributed
 from hgpipe.train.feeder import Prefetcher, ShardBatches
 from hgpipe.train.graph import DatasetInput, FeedInput, build_train_graph
 from hgpipe.train.optimizers import optimizer_state
 
 CONFIG_FILE = "config.ini"
 SUMMARY_FILE = "train_summary.json"
-_NETWORK_KEYS = ("nStacks", "nFeats", "nModules", "nLow", "tiny")
+_NETWORK_KEYS = ("nStacks", "nFeats", "nModules", "nLow", "tiny", "stem", "input_mean")
 
 
 class TrainingError(RuntimeError):
@@ -155,7 +155,14 @@ class Trainer(object):
 
     def _restore_or_init(self, tf, sess):
         latest = tf.train.latest_checkpoint(self.logdir) if self.resume else None
-        if latest:
+        if latest and warm_start.is_weights_only(latest):  # import-weights: a new run
+            sess.run(tf.global_variables_initializer())
+            count = warm_start.load_weights(sess, latest, warm_start.network_variables(
+                tf.get_default_graph()))
+            self.echo("started from the weights in %s (%d variables; step 0, new optimizer "
+                      "state)" % (latest, count))
+            latest = None
+        elif latest:
             self.graph.saver.restore(sess, latest)
             # a new Saver forgets the previous run's checkpoints: hand them over, so that
             # keep_checkpoints holds across resumes instead of per process
