@@ -29,7 +29,8 @@ def _horovod():
 
 def horovodrun(args, timeout=300, env=None, **popen):
     """``horovodrun -np 2 -H localhost:2 --gloo`` + args; the finished process."""
-    cmd = [_horovod(), "-np", "2", "-H", "localhost:2", "--gloo"] + list(args)
+    # run as `python horovodrun`: the script's #! names the venv's build-time folder
+    cmd = [sys.executable, _horovod(), "-np", "2", "-H", "localhost:2", "--gloo"] + list(args)
     full_env = dict(os.environ, PYTHONPATH=REPO_ROOT, HGPIPE_QUIET_TF="1",
                     TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS="1", **(env or {}))
     return subprocess.run(cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -342,8 +343,8 @@ def test_two_ranks_train_then_a_killed_rank_stops_the_job_and_rerun_resumes(shar
     import psutil  # a dependency of horovod
     env = dict(os.environ, PYTHONPATH=REPO_ROOT, HGPIPE_QUIET_TF="1", TF_CPP_MIN_LOG_LEVEL="2",
                OMP_NUM_THREADS="1")
-    run = subprocess.Popen([_horovod(), "-np", "2", "-H", "localhost:2", "--gloo"] +
-                           _train_cmd(shards_dir, logdir, 100000), env=env,
+    launcher = [sys.executable, _horovod(), "-np", "2", "-H", "localhost:2", "--gloo"]
+    run = subprocess.Popen(launcher + _train_cmd(shards_dir, logdir, 100000), env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 300

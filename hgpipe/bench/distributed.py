@@ -41,7 +41,9 @@ def _env():
 
 
 def _gloo(np_):
-    return [horovodrun_path(), "-np", str(np_), "-H", "localhost:%d" % np_, "--gloo"]
+    # `python horovodrun`: a relocated virtualenv's scripts may name a stale interpreter
+    return [sys.executable, horovodrun_path(), "-np", str(np_), "-H", "localhost:%d" % np_,
+            "--gloo"]
 
 
 def _run(cmd, what):
