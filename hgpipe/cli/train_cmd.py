@@ -39,6 +39,9 @@ def train_command(cfg, data_dir, logdir, device, steps, resume, input_mode,
     """
     with user_errors():
         load_manifest(data_dir)  # a wrong --data fails here, before TensorFlow loads
+        if cfg["Train"]["deterministic"]:
+            from hgpipe.train.determinism import request_op_determinism
+            request_op_determinism()  # TensorFlow reads it once, at import
         from hgpipe.train.trainer import Trainer, TrainingError
         try:
             summary = Trainer(cfg, data_dir, logdir, device=device, steps=steps,
