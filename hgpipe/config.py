@@ -14,6 +14,19 @@ from collections import OrderedDict
 from hgpipe.joints import NUM_JOINTS
 
 
+# What a training run writes beside its checkpoints (``LOGDIR/config.ini``), and what
+# ``pck --checkpoint``, ``predict`` and ``export`` read to rebuild its network.
+RUN_CONFIG_FILE = "config.ini"
+# The [Network] keys that decide the network's variables: a logdir or a checkpoint
+# belongs to one set of values (dropout_rate and input_mean change no variable).
+NETWORK_KEYS = ("nStacks", "nFeats", "nModules", "nLow", "tiny", "stem")
+
+
+def describe_network(cfg):
+    """``nStacks=2, nFeats=64, ...``: the network a config describes, for messages."""
+    return ", ".join("%s=%s" % (key, cfg["Network"][key]) for key in NETWORK_KEYS)
+
+
 class ConfigError(ValueError):
     """A config file or override names an unknown key or holds a bad value."""
 

@@ -51,7 +51,7 @@ from hgpipe.joints import NUM_JOINTS
 from hgpipe.model import layers
 from hgpipe.tf_compat import import_tf
 
-tf = import_tf()
+tf = import_tf(lazy=True)  # TensorFlow is imported when a graph is built
 
 # Key names are the keyword names of build_hourglass, so ``build_hourglass(images,
 # is_training=..., **model_config(cfg))`` works; defaults are bearpaw's hg2 at 256 px.
