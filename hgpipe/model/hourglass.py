@@ -62,7 +62,7 @@ MODEL_CONFIG_DEFAULTS = {
     "n_low": 4,
     "n_joints": NUM_JOINTS,
     "tiny": False,
-    "dropout_rate": 0.0,
+    "dropout_rate": 0.0,  # Newell's network; the config's default is the seed's 0.2
     "stem": "newell",
     "input_mean": None,
 }

@@ -89,7 +89,7 @@ class _RunState(object):
 
     def __init__(self, step, start_position, restored, writer, bar, batches):
         self.step = self.first_step = step
-        self.start_position = start_position  # data (epoch, batch) at the start
+        self.start_position = start_position  # data (pass, batch) at the start
         self.position = start_position        # data position after the last step's batch
         self.restored = restored              # checkpoint resumed from, or None
         self.last_checkpoint = restored
@@ -252,16 +252,17 @@ class Trainer(object):
         writer, the prefetcher and the progress bar."""
         g = self.graph
         restored = self._restore_or_init(tf, sess)
-        step, epoch, batch = (int(v) for v in sess.run([g.global_step, g.epoch, g.batch]))
+        # the data position: a data pass (the feeder's "epoch") and a batch within it
+        step, data_pass, batch = (int(v) for v in sess.run([g.global_step, g.epoch, g.batch]))
         writer = tf.summary.FileWriter(os.path.join(self.logdir, "train"),
                                        graph=None if restored else tf.get_default_graph())
-        self.prefetcher = Prefetcher(self.reader.forever(epoch, batch),
+        self.prefetcher = Prefetcher(self.reader.forever(data_pass, batch),
                                      capacity=self.cfg["Train"]["prefetch_batches"])
-        self._last_position = (epoch, batch)
+        self._last_position = (data_pass, batch)
         bar = tqdm(total=self.total_steps, initial=step, unit="step", desc="train",
                    dynamic_ncols=True, disable=not self.progress or None)
         batches = self._batches() if self.input_mode == "feed" else None
-        return _RunState(step, (epoch, batch), restored, writer, bar, batches)
+        return _RunState(step, (data_pass, batch), restored, writer, bar, batches)
 
     def _step(self, sess, run):
         """One training step, timed from asking for its batch to the end of its
@@ -312,7 +313,7 @@ class Trainer(object):
             run.last_checkpoint = self._save(sess, *position)
 
     def _position_after_last_batch(self):
-        """Data (epoch, batch) after the last batch taken: where a checkpoint resumes."""
+        """Data (pass, batch) after the last batch taken: where a checkpoint resumes."""
         return self._last_position[0], self._last_position[1] + 1
 
     def _report(self, tf, sess, run, duration):
