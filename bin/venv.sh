@@ -2,6 +2,11 @@
 # Environments are cached under ${HGPIPE_VENV_ROOT:-~/.cache/hgpipe/venvs}, keyed by the
 # hash of the lane's requirements file, so later runs (and CI on the same machine) reuse
 # them; a half-built environment is never used (it is built under .tmp and renamed).
+# A lane may add requirements/<lane>.build.txt: packages compiled from source against the
+# TensorFlow the first pass installed (Horovod), installed in a second pass without build
+# isolation (so the build sees that TensorFlow) and without pip's wheel cache (a cached
+# Horovod wheel built against another TensorFlow would install but fail to load).
+# Concurrent runs wait for each other's build (flock on <dir>.lock) instead of clobbering it.
 venv_root="${HGPIPE_VENV_ROOT:-$HOME/.cache/hgpipe/venvs}"
 mkdir -p "$venv_root"
 
@@ -14,10 +19,11 @@ find_python() {  # $1 = major.minor ; a real interpreter (pyenv shims may exist 
 }
 
 ensure_venv() {  # $1 = lane ; prints the venv's python
-  local lane="$1" req="requirements/$1.txt" py ver hash dir
+  local lane="$1" req="requirements/$1.txt" build="requirements/$1.build.txt" py ver hash dir t0
   case "$lane" in py37-*) ver=3.7 ;; py311-*) ver=3.11 ;; *) echo "unknown lane $lane" >&2; exit 2 ;; esac
-  hash=$(sha256sum < "$req" | cut -c1-12)
+  hash=$(cat "$req" $( [ -f "$build" ] && echo "$build" ) | sha256sum | cut -c1-12)
   dir="$venv_root/$lane-$hash"
+  exec 9>"$dir.lock"; flock 9
   if [ ! -f "$dir/.complete" ]; then
     py=$(find_python "$ver") || { echo "bin/test: Python $ver not found (install it, e.g. 'pyenv install $ver')" >&2; exit 2; }
     echo "bin/test: building $lane environment in $dir (once)" >&2
@@ -25,6 +31,14 @@ ensure_venv() {  # $1 = lane ; prints the venv's python
     "$py" -m venv "$dir.tmp" || exit 2
     "$dir.tmp/bin/python" -m pip install -q --upgrade "pip<24.1" >&2
     "$dir.tmp/bin/python" -m pip install -q -r "$req" >&2 || { echo "bin/test: installing $req failed" >&2; exit 2; }
+    if [ -f "$build" ]; then
+      echo "bin/test: compiling $build against the lane's TensorFlow (minutes)" >&2; t0=$SECONDS
+      HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
+      HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
+        "$dir.tmp/bin/python" -m pip install -q --no-cache-dir --no-build-isolation -r "$build" >&2 \
+        || { echo "bin/test: compiling $build failed" >&2; exit 2; }
+      echo "bin/test: $build compiled in $((SECONDS - t0)) s" >&2
+    fi
     touch "$dir.tmp/.complete"
     rm -rf "$dir"; mv "$dir.tmp" "$dir"
   fi

@@ -25,9 +25,9 @@ from hgpipe.joints import NUM_JOINTS
 # What a training run writes beside its checkpoints (``LOGDIR/config.ini``), and what
 # ``pck --checkpoint``, ``predict`` and ``export`` read to rebuild its network.
 RUN_CONFIG_FILE = "config.ini"
-# The [Network] keys that decide the network's variables: a logdir or a checkpoint
-# belongs to one set of values (dropout_rate and input_mean change no variable).
-NETWORK_KEYS = ("nStacks", "nFeats", "nModules", "nLow", "tiny", "stem")
+# The [Network] keys that decide the network (its variables, and input_mean its input):
+# a logdir or a checkpoint belongs to one set of values.
+NETWORK_KEYS = ("nStacks", "nFeats", "nModules", "nLow", "tiny", "stem", "input_mean")
 
 
 def describe_network(cfg):
@@ -186,7 +186,8 @@ SCHEMA = OrderedDict([
                         "R G B mean subtracted from the [0,1] input (bearpaw); None: none")),
     ])),
     ("Train", OrderedDict([
-        ("batch_size", (_positive(int), 4, "samples per step")),
+        ("batch_size", (_positive(int), 4, "samples per step on each device (global batch: "
+                                           "batch_size x ranks)")),
         ("nEpochs", (_positive(int), 200,
                      "step epochs: total steps = nEpochs x epoch_size (not data passes)")),
         ("epoch_size", (_positive(int), 1000, "steps per step epoch (seed's 'epoch')")),
@@ -213,10 +214,17 @@ SCHEMA = OrderedDict([
         ("device_flip", (_bool, False, "random horizontal flip per sample in the graph")),
         ("device_color", (_fraction, 0.0, "per-channel gain U(1-c, 1+c) in the graph; 0 off")),
         ("device", (_choice("cpu", "gpu", "npu"), "cpu", "cpu, gpu or npu (Ascend)")),
+        ("distributed", (_choice("none", "horovod", "hccl"), "none",
+                         "data parallel over ranks: horovod (gpu/cpu), hccl (Ascend)")),
+        ("lr_scaling", (_choice("none", "linear"), "none",
+                        "linear: learning_rate x ranks (off: references used 1 device)")),
+        ("lr_warmup_steps", (_non_negative(int), 0, "linear scaling: steps to reach it")),
         ("mixed_precision", (_bool, True, "fp16 on gpu/npu with loss scaling")),
         ("precision_mode", (_optional_str, None, "npu: explicit Ascend precision_mode")),
         ("prefetch_batches", (_positive(int), 8, "batches the feed thread reads ahead")),
         ("seed", (_int, 0, "shuffling / initialisation seed")),
+        ("deterministic", (_bool, False, "same seed -> bit-identical weights: one thread, "
+                                         "deterministic kernels (hgpipe/train/determinism.py)")),
         ("log_every", (_positive(int), 20, "steps between TensorBoard summaries")),
     ])),
     ("Validation", OrderedDict([

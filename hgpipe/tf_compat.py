@@ -8,11 +8,14 @@ execution, resource variables, control-flow v2 and v2 tensor shapes stay on unle
 ``tf.get_variable`` with v2 variable semantics).  Doing that here, once, keeps the rest of
 the package free of version checks.  It happens when a graph is first built, never when
 a module is imported: a module that wants a module-level ``tf`` takes
-``import_tf(lazy=True)``, a stand-in that imports on its first attribute access.  ``tests/test_tf_api_lint.py`` checks that every
-``tf.X.Y`` the package uses exists in the TF 1.15 ``compat.v1`` API.
+``import_tf(lazy=True)``, a stand-in that imports on its first attribute access.
+``tests/test_tf_api_lint.py`` checks that every ``tf.X.Y`` the package uses exists in the
+TF 1.15 ``compat.v1`` API.
 """
 
 import os
+
+from hgpipe.native_stderr import quiet_native_stderr
 
 _TF_V1 = None
 
@@ -56,7 +59,8 @@ def import_tf(lazy=False):
     if _TF_V1 is not None:
         return _TF_V1
     try:
-        import tensorflow
+        with quiet_native_stderr():  # TF's C++ start-up lines; HGPIPE_DEBUG=1 shows them
+            import tensorflow
     except ImportError as exc:
         raise TensorFlowNotInstalledError("%s (%s)" % (INSTALL_HINT, exc)) from exc
     tf_v1 = tensorflow.compat.v1

@@ -9,8 +9,9 @@ import os
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 LAYERS = (
-    ("hgpipe.__init__", "hgpipe.joints", "hgpipe.atomic", "hgpipe.tf_compat", "hgpipe.lock"),
-    ("hgpipe.config", "hgpipe.codec", "hgpipe.draw"),
+    ("hgpipe.__init__", "hgpipe.joints", "hgpipe.atomic", "hgpipe.lock",
+     "hgpipe.native_stderr"),
+    ("hgpipe.tf_compat", "hgpipe.config", "hgpipe.codec", "hgpipe.draw"),
     ("hgpipe.data", "hgpipe.model"),
     ("hgpipe.eval", "hgpipe.interop"),
     ("hgpipe.train",),

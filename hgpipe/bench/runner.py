@@ -15,6 +15,7 @@ from hgpipe import __version__
 from hgpipe.bench import feed as feed_bench
 from hgpipe.bench import mixing as mixing_bench
 from hgpipe.bench import online as online_bench
+from hgpipe.bench import distributed as distributed_bench
 from hgpipe.bench import prepare as prepare_bench
 from hgpipe.bench import train as train_bench
 from hgpipe.bench.report import BenchError, make_row, ratio_row
@@ -24,7 +25,7 @@ from hgpipe.bench.system import (load_average, memcpy_bandwidth, one_core,
 from hgpipe.config import load_config
 from hgpipe.data import shards
 
-PHASES = ("online", "prepare", "feed", "train")
+PHASES = ("online", "prepare", "feed", "train", "distributed")
 DEVICE_AUGMENT_CONFIG = "hg2"   # its step time is measured again with device flip + colour
 ONLINE_RATIO_TARGET = ">= 40"
 PREPARE_RATIO_TARGET = ">= 3"   # issue 9
@@ -129,6 +130,8 @@ class Bench(object):
                 self._feed_phase(prepared, online)
             if "train" not in self.skip:
                 self._train_phase(prepared)
+                if "distributed" not in self.skip:  # uses the train phase's shards
+                    self._distributed_phase(prepared)
         finally:
             if self.keep:
                 self.say("kept scratch files in %s" % self.work)
@@ -334,6 +337,25 @@ class Bench(object):
         op_ms = train_bench.time_device_augment_op(
             plain.batch_size, plain.input_size, cfg["DataSetHG"]["hm_size"])
         self._add(train_bench.device_augment_rows(plain, augmented, op_ms))
+
+    def _distributed_phase(self, prepared):
+        """2 Horovod processes vs 1 on the first train config (hgpipe.bench.distributed)."""
+        if distributed_bench.horovodrun_path() is None:
+            self.notes.append("distributed rows skipped: Horovod is not installed in this "
+                              "Python (bin/test's py37-tf115 and py311-tf215-hvd lanes have it)")
+            return
+        path = self.train_configs[0]
+        name = _config_name(path)
+        shards_dir = self._train_shards(load_config(path), name, prepared)
+        steps = self.sizes.train_steps.get(name, min(self.sizes.train_steps.values()))
+        self.say("distributed %s: %d steps in 1 process, then 2 Horovod/Gloo processes, "
+                 "then the gradient all-reduce alone" % (name, steps))
+        one, two, seconds, floats = distributed_bench.measure_distributed(
+            path, shards_dir, steps, self.work)
+        self._add(distributed_bench.distributed_rows(name, one, two, seconds, floats))
+        self.notes.append("distributed: both processes share this machine's %d cores, so the "
+                          "scaling efficiency is what the all-reduce and the sharing cost "
+                          "here, not what separate devices would gain" % self.cores)
 
     def _train_phase(self, prepared):
         for path in self.train_configs:

@@ -23,8 +23,10 @@ from hgpipe.cli.options import echo_err, user_errors
 @click.option("--quick", is_flag=True,
               help="About a minute: fewer samples and steps (numbers are rougher).")
 @click.option("--skip", multiple=True,
-              type=click.Choice(["online", "prepare", "feed", "train"]),
-              help="Leave out a phase (repeatable), e.g. --skip train.")
+              type=click.Choice(["online", "prepare", "feed", "train", "distributed"]),
+              help="Leave out a phase (repeatable), e.g. --skip train (which also "
+                   "leaves out distributed: 2 Horovod processes vs 1, when Horovod is "
+                   "installed).")
 @click.option("--workdir", type=click.Path(file_okay=False, exists=True),
               help="Where the scratch shards go [default: the system temp dir]; its "
                    "filesystem is the one the cold-cache rows read.")
@@ -36,8 +38,11 @@ def bench_command(data_dir, mpii_dir, config_path, train_configs, json_path, qui
     Rows: the peers' online loader (JPEG decode + augment + heatmaps per sample, 1
     core); `prepare` samples/s per core at 8 variants, 1 worker and all cores, bytes
     on disk, heatmaps gzip vs none; the shard feed (ShardBatches + Prefetcher, no model)
-    warm and cold at batch 4 and 16 next to the memory-copy limit; a few training steps
-    of each train config with input wait and GFLOP/s. Progress goes to stderr, the
+    warm and cold at batch 4 and 16 next to the memory-copy limit and the old block
+    reader; how freshly batches mix from epoch to epoch; a few training steps
+    of each train config with input wait and GFLOP/s; with Horovod installed, the first
+    train config on 2 Horovod/Gloo processes vs 1 (scaling efficiency) and its gradient
+    all-reduce time against the step time. Progress goes to stderr, the
     Markdown table to stdout. The machine's load is part of the numbers: run it twice.
     """
     from hgpipe.bench.report import markdown_table, write_json

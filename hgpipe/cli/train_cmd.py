@@ -21,9 +21,16 @@ from hgpipe.data.shards import load_manifest
 @click.option("--input", "input_mode", type=click.Choice(["feed", "dataset"]),
               default="feed", show_default=True,
               help="feed: prefetch thread + feed_dict; dataset: tf.data over the same reader.")
+@click.option("--distributed", "distributed_backend",
+              type=click.Choice(["none", "horovod", "hccl"]), default=None,
+              help="Data parallel over ranks: horovod (launch with horovodrun, gpu/cpu) or "
+                   "hccl (Ascend, one process per NPU: bin/train_*_8p.sh) "
+                   "[default: [Train] distributed, none].")
 @config_options
-def train_command(cfg, data_dir, logdir, device, steps, resume, input_mode):
-    """Train with RMSProp (lr 2.5e-4 x0.96 every 2000 steps by default).
+def train_command(cfg, data_dir, logdir, device, steps, resume, input_mode,
+                  distributed_backend):
+    """Train with [Train] optimizer and lr_schedule (default: TF's RMSProp, 2.5e-4 x0.96
+    every 2000 steps).
 
     A background thread reads shuffled shard batches ahead of the device; each step's
     wall time and input wait are measured. Checkpoints every [Saver] saver_step steps,
@@ -32,10 +39,14 @@ def train_command(cfg, data_dir, logdir, device, steps, resume, input_mode):
     """
     with user_errors():
         load_manifest(data_dir)  # a wrong --data fails here, before TensorFlow loads
+        if cfg["Train"]["deterministic"]:
+            from hgpipe.train.determinism import request_op_determinism
+            request_op_determinism()  # TensorFlow reads it once, at import
         from hgpipe.train.trainer import Trainer, TrainingError
         try:
             summary = Trainer(cfg, data_dir, logdir, device=device, steps=steps,
-                              resume=resume, input_mode=input_mode, echo=click.echo).run()
+                              resume=resume, input_mode=input_mode, echo=click.echo,
+                              distributed_backend=distributed_backend).run()
         except TrainingError as exc:
             raise click.ClickException(str(exc))
     if summary["status"] == "interrupted":

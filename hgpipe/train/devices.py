@@ -58,24 +58,32 @@ def session_config(device, mixed_precision=True, precision_mode=None):
     return config
 
 
-def wrap_optimizer(optimizer, device, mixed_precision=True):
-    """Add loss scaling where the device computes in float16.
+def wrap_optimizer(optimizer, device, mixed_precision=True, distributed=None):
+    """Add loss scaling where the device computes in float16, and gradient averaging.
 
     gpu: TensorFlow's automatic mixed precision graph rewrite (dynamic loss scale).
     npu: npu_bridge's loss-scale optimizer with an exponential-update manager (the
     precision itself is set by ``precision_mode`` in the session config).
     cpu: unchanged (fp32).
+    ``distributed`` (a :mod:`hgpipe.train.distributed` backend) averages the gradients
+    over the ranks: outside TF's loss scaling (Horovod's order: the average of unscaled
+    gradients is checked for overflow, identically on every rank), inside npu_bridge's
+    (Huawei's order, with ``is_distributed`` so the overflow flag is reduced too).
     """
-    if device == "gpu" and mixed_precision:
-        tf = import_tf()
-        return tf.train.experimental.enable_mixed_precision_graph_rewrite(optimizer)
+    distribute = distributed.distribute_optimizer if distributed is not None else None
     if device == "npu" and mixed_precision:
         manager_mod, optimizer_mod = import_npu_bridge()
         manager = manager_mod.ExponentialUpdateLossScaleManager(
             init_loss_scale=2 ** 32, incr_every_n_steps=1000,
             decr_every_n_nan_or_inf=2, decr_ratio=0.5)
-        return optimizer_mod.NPULossScaleOptimizer(optimizer, manager)
-    return optimizer
+        if distribute is None or distributed.size == 1:
+            return optimizer_mod.NPULossScaleOptimizer(optimizer, manager)
+        return optimizer_mod.NPULossScaleOptimizer(distribute(optimizer), manager,
+                                                   is_distributed=True)
+    if device == "gpu" and mixed_precision:
+        tf = import_tf()
+        optimizer = tf.train.experimental.enable_mixed_precision_graph_rewrite(optimizer)
+    return distribute(optimizer) if distribute is not None else optimizer
 
 
 def check_device(device):

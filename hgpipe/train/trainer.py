@@ -23,6 +23,8 @@ from hgpipe.eval.inference import predict_image_coords, read_val_inputs, run_bat
 from hgpipe.eval.pckh import score_pckh
 from hgpipe.eval.pred_files import EvalFileError, read_ground_truth
 from hgpipe.tf_compat import import_tf
+from hgpipe.train import distributed, warm_start
+from hgpipe.train.determinism import make_deterministic
 from hgpipe.train.devices import check_device, session_config
 from hgpipe.train.feeder import Prefetcher, ShardBatches
 from hgpipe.train.graph import DatasetInput, FeedInput, build_train_graph
@@ -58,7 +60,8 @@ class _StopSignal(object):
 
 
 def _check_logdir_config(cfg, logdir):
-    """A logdir belongs to one network: refuse to resume a different architecture."""
+    """A logdir belongs to one network and optimizer: refuse to resume another."""
+    from hgpipe.train.optimizers import optimizer_state  # imports TensorFlow (see graph.py)
     path = os.path.join(logdir, RUN_CONFIG_FILE)
     if os.path.isfile(path):
         previous = load_config(path)
@@ -68,6 +71,10 @@ def _check_logdir_config(cfg, logdir):
                     "%s: this logdir trained a network with %s=%r, the config asks for %r; "
                     "use another --logdir" % (path, key, previous["Network"][key],
                                               cfg["Network"][key]))
+        before, after = optimizer_state(previous["Train"]), optimizer_state(cfg["Train"])
+        if before != after:
+            raise TrainingError("%s: this logdir trained with %s, the config asks for %s; "
+                                "use another --logdir" % (path, before, after))
 
 
 def _scalar_summary(tf, values):
@@ -83,6 +90,16 @@ def _image_summary(tf, tag, image_rgb):
     return tf.Summary(value=[tf.Summary.Value(tag=tag, image=image)])
 
 
+class _NoWriter(object):
+    """The summary writer of ranks other than 0: they write nothing."""
+
+    def add_summary(self, *args):
+        pass
+
+    def close(self):
+        pass
+
+
 class _RunState(object):
     """What one ``Trainer.run`` carries from step to step: where it is, the last step's
     results, and the timings and losses the report is made of."""
@@ -96,6 +113,7 @@ class _RunState(object):
         self.status = "completed"
         self.writer, self.bar, self.batches = writer, bar, batches
         self.loss = self.learning_rate = self.stack_losses = self.step_seconds = None
+        self.any_stop = False                 # some rank got a stop signal this step
         self.step_times, self.step_waits, self.losses, self.history = [], [], [], []
 
 
@@ -103,7 +121,7 @@ class Trainer(object):
     """One training run in ``logdir``; ``run()`` returns the summary dict."""
 
     def __init__(self, cfg, data_dir, logdir, device=None, steps=None, resume=True,
-                 input_mode="feed", echo=print, progress=True):
+                 input_mode="feed", echo=print, progress=True, distributed_backend=None):
         self.cfg = cfg
         self.data_dir = data_dir
         self.logdir = logdir
@@ -113,6 +131,9 @@ class Trainer(object):
         self.echo = echo
         self.progress = progress
         train = cfg["Train"]
+        # none | horovod | hccl; the backend itself is made in run() (it imports Horovod)
+        self.distributed_name = distributed_backend or train["distributed"]
+        self.dist = distributed.SingleProcess()
         self.batch_size = train["batch_size"]
         self.total_steps = steps if steps is not None else train["nEpochs"] * train["epoch_size"]
         self.manifest = shards.load_manifest(data_dir)
@@ -129,7 +150,8 @@ class Trainer(object):
         train = self.cfg["Train"]
         tf.set_random_seed(train["seed"])
         self.reader = ShardBatches(self.data_dir, "train", self.batch_size, seed=train["seed"],
-                                   capacity=train["prefetch_batches"])
+                                   capacity=train["prefetch_batches"],
+                                   rank=self.dist.rank, num_ranks=self.dist.size)
         if self.input_mode == "feed":
             inputs = FeedInput(self.batch_size, self.input_size, self.heatmap_size)
         elif self.input_mode == "dataset":
@@ -138,7 +160,8 @@ class Trainer(object):
         else:
             raise ValueError("input mode must be feed or dataset, got %r" % self.input_mode)
         self.inputs = inputs
-        self.graph = build_train_graph(self.cfg, inputs, self.device)
+        self.graph = build_train_graph(self.cfg, inputs, self.device, self.dist)
+        self.rank_ops = distributed.RankOps(tf, self.dist)
 
     def _batches(self):
         for item in iter(self.prefetcher.get, None):
@@ -147,7 +170,14 @@ class Trainer(object):
 
     def _restore_or_init(self, tf, sess):
         latest = tf.train.latest_checkpoint(self.logdir) if self.resume else None
-        if latest:
+        if latest and warm_start.is_weights_only(latest):  # import-weights: a new run
+            sess.run(tf.global_variables_initializer())
+            count = warm_start.load_weights(sess, latest, warm_start.network_variables(
+                tf.get_default_graph()))
+            self.echo("started from the weights in %s (%d variables; step 0, new optimizer "
+                      "state)" % (latest, count))
+            latest = None
+        elif latest:
             self.graph.saver.restore(sess, latest)
             # a new Saver forgets the previous run's checkpoints: hand them over, so that
             # keep_checkpoints holds across resumes instead of per process
@@ -158,6 +188,7 @@ class Trainer(object):
             self.echo("resumed from %s" % latest)
         else:
             sess.run(tf.global_variables_initializer())
+        sess.run(self.rank_ops.broadcast)  # every rank starts from rank 0's weights
         return latest
 
     def _load_validation(self):
@@ -210,18 +241,27 @@ class Trainer(object):
     def run(self):
         tf = import_tf()
         check_device(self.device)
-        if not os.path.isdir(self.logdir):
-            os.makedirs(self.logdir)
-        _check_logdir_config(self.cfg, self.logdir)
-        atomic.write_text(os.path.join(self.logdir, RUN_CONFIG_FILE), self.cfg.to_ini())
-        self.validation = self._load_validation()
+        self.dist = distributed.backend(self.distributed_name, self.device)
+        if self.dist.size > 1:
+            self.echo("%s: batch %d per device, global batch %d"
+                      % (self.dist.describe(), self.batch_size, self.batch_size * self.dist.size))
+        self.validation = None
+        if self.dist.is_chief:  # the other ranks only read the logdir
+            if not os.path.isdir(self.logdir):
+                os.makedirs(self.logdir)
+            _check_logdir_config(self.cfg, self.logdir)
+            atomic.write_text(os.path.join(self.logdir, RUN_CONFIG_FILE), self.cfg.to_ini())
+            self.validation = self._load_validation()
         started = time.time()
         graph = tf.Graph()
         with graph.as_default():
             self._build(tf)
             train = self.cfg["Train"]
-            sess = tf.Session(config=session_config(self.device, train["mixed_precision"],
-                                                    train["precision_mode"]))
+            config = session_config(self.device, train["mixed_precision"],
+                                    train["precision_mode"])
+            if train["deterministic"]:
+                make_deterministic(config)
+            sess = tf.Session(config=self.dist.session_config(config, self.device))
             try:
                 return self._loop(tf, sess, started)
             finally:
@@ -236,11 +276,14 @@ class Trainer(object):
         try:
             with _StopSignal() as stop:
                 while run.step < self.total_steps:
-                    if stop.received:
+                    if stop.received and self.dist.size == 1:
                         run.status = "interrupted"
                         break
-                    self._step(sess, run)
+                    self._step(tf, sess, run, stop)
                     self._periodic(tf, sess, run)
+                    if run.any_stop:  # some rank got a signal: all stop after this step
+                        run.status = "interrupted"
+                        break
             self._save_final(sess, run)
         finally:
             run.bar.close()
@@ -249,13 +292,14 @@ class Trainer(object):
 
     def _start(self, tf, sess):
         """Restore (or initialise), read the step and data position, open the summary
-        writer, the prefetcher and the progress bar."""
+        writer (rank 0 only), the prefetcher and the progress bar."""
         g = self.graph
         restored = self._restore_or_init(tf, sess)
         # the data position: a data pass (the feeder's "epoch") and a batch within it
         step, data_pass, batch = (int(v) for v in sess.run([g.global_step, g.epoch, g.batch]))
         writer = tf.summary.FileWriter(os.path.join(self.logdir, "train"),
-                                       graph=None if restored else tf.get_default_graph())
+                                       graph=None if restored else tf.get_default_graph()) \
+            if self.dist.is_chief else _NoWriter()
         self.prefetcher = Prefetcher(self.reader.forever(data_pass, batch),
                                      capacity=self.cfg["Train"]["prefetch_batches"])
         self._last_position = (data_pass, batch)
@@ -264,16 +308,20 @@ class Trainer(object):
         batches = self._batches() if self.input_mode == "feed" else None
         return _RunState(step, (data_pass, batch), restored, writer, bar, batches)
 
-    def _step(self, sess, run):
+    def _step(self, tf, sess, run, stop):
         """One training step, timed from asking for its batch to the end of its
-        ``Session.run``; a non-finite loss stops the run before anything is saved."""
+        ``Session.run``; a non-finite loss stops the run before anything is saved. A
+        stop signal on this rank is passed to every rank with the step."""
         g = self.graph
         t0 = time.perf_counter()
         waited_before = self.prefetcher.wait_seconds
         feed = self.inputs.feed(next(run.batches)[2]) if run.batches is not None else {}
-        _, loss, run.stack_losses, run.learning_rate, step = sess.run(
-            [g.train_op, g.loss, g.stack_losses, g.learning_rate, g.global_step], feed)
-        run.step, run.loss = int(step), float(loss)
+        if stop.received:
+            feed[self.rank_ops.stop_flag] = [1.0]
+        _, loss, run.stack_losses, run.learning_rate, step, any_stop = self._run_step(
+            tf, sess, [g.train_op, g.loss, g.stack_losses, g.learning_rate, g.global_step,
+                       self.rank_ops.any_stop], feed, run.last_checkpoint)
+        run.step, run.loss, run.any_stop = int(step), float(loss), any_stop[0] > 0
         run.position = self._position_after_last_batch()
         run.step_seconds = time.perf_counter() - t0
         if not math.isfinite(run.loss):
@@ -285,11 +333,27 @@ class Trainer(object):
         run.losses.append(run.loss)
         run.bar.update(1)
 
+    def _run_step(self, tf, sess, fetches, feed, last_checkpoint):
+        """``sess.run`` of one training step; with several ranks, a failed collective (a
+        rank died or stopped) becomes one clear error instead of a traceback."""
+        if self.dist.size == 1:
+            return sess.run(fetches, feed)
+        try:
+            return sess.run(fetches, feed)
+        except tf.errors.OpError as exc:
+            raise TrainingError(
+                "%s: a training step failed, most likely because another rank died or "
+                "stopped (%s: %s); stopped. The last checkpoint is %s; rerun the same "
+                "command to resume every rank from it"
+                % (self.dist.describe(), type(exc).__name__,
+                   str(exc.message).strip().splitlines()[0] if exc.message else "",
+                   last_checkpoint or "none"))
+
     def _periodic(self, tf, sess, run):
-        """What happens every so many steps: log, checkpoint, validate."""
+        """What happens every so many steps: log, checkpoint (rank 0), validate."""
         if run.step % self.cfg["Train"]["log_every"] == 0 or run.step == self.total_steps:
             self._log_step(tf, run)
-        if run.step % self.cfg["Saver"]["saver_step"] == 0:
+        if run.step % self.cfg["Saver"]["saver_step"] == 0 and self.dist.is_chief:
             run.last_checkpoint = self._save(sess, *run.position)
         if self.validation and run.step % self.cfg["Validation"]["validate_every"] == 0:
             run.history.append(self._log_validation(tf, sess, run.writer, run.step, run.bar))
@@ -305,9 +369,9 @@ class Trainer(object):
         run.writer.add_summary(_scalar_summary(tf, values), run.step)
 
     def _save_final(self, sess, run):
-        """The end-of-run checkpoint (also after a stop signal), unless nothing changed
-        since the one restored."""
-        if run.step > run.first_step or not run.restored:
+        """The end-of-run checkpoint (rank 0; also after a stop signal), unless nothing
+        changed since the one restored."""
+        if (run.step > run.first_step or not run.restored) and self.dist.is_chief:
             position = self._position_after_last_batch() if run.step > run.first_step \
                 else run.start_position
             run.last_checkpoint = self._save(sess, *position)
@@ -317,9 +381,9 @@ class Trainer(object):
         return self._last_position[0], self._last_position[1] + 1
 
     def _report(self, tf, sess, run, duration):
-        """After the loop: the final validation and montage, ``train_summary.json`` and
-        the ModelZoo lines; returns the summary dict."""
-        if run.status == "interrupted":
+        """After the loop: the final validation and montage, the ranks' throughput,
+        ``train_summary.json`` and the ModelZoo lines (rank 0); returns the summary."""
+        if run.status == "interrupted" and self.dist.is_chief:
             self.echo("stopped by signal at step %d; checkpoint saved: %s (rerun the same "
                       "command to resume)" % (run.step, run.last_checkpoint))
         if self.validation and run.status == "completed" and (
@@ -330,18 +394,28 @@ class Trainer(object):
                 _image_summary(tf, "val/predictions", self._prediction_montage(sess)),
                 run.step)
         run.writer.close()
-        summary = self._summary(tf, run, duration)
-        atomic.write_json(os.path.join(self.logdir, SUMMARY_FILE), summary)
-        self.echo("Final Performance images/sec : %.2f" % summary["images_per_sec"])
-        self.echo("E2E Training Duration sec : %d" % round(duration))
+        summary = self._summary(tf, sess, run, duration)
+        if self.dist.is_chief:  # rank 0 alone writes and prints the ModelZoo lines
+            atomic.write_json(os.path.join(self.logdir, SUMMARY_FILE), summary)
+            self.echo("Final Performance images/sec : %.2f" % summary["images_per_sec"])
+            self.echo("E2E Training Duration sec : %d" % round(duration))
         return summary
 
-    def _summary(self, tf, run, duration):
+    def _summary(self, tf, sess, run, duration):
+        """The summary dict; gathering the ranks' figures is a collective (every rank)."""
         rate, wait = self._rates(run.step_times, run.step_waits)
+        per_rank = self._gather_rank_stats(sess, rate, wait, run.step_times)
+        rate, wait = distributed.global_throughput(per_rank, self.batch_size)
+        if self.dist.size > 1:
+            self.echo("%s: %.2f images/sec on this rank, input wait %.1f%%"
+                      % (self.dist.describe(), per_rank[self.dist.rank]["images_per_sec"],
+                         100 * per_rank[self.dist.rank]["input_wait_fraction"]))
         times, losses = run.step_times, run.losses
         return {
             "status": run.status, "steps_run": len(times), "global_step": run.step,
             "total_steps": self.total_steps, "batch_size": self.batch_size,
+            "ranks": self.dist.size, "distributed": self.dist.name,
+            "global_batch_size": self.batch_size * self.dist.size, "per_rank": per_rank,
             "images_per_sec": rate, "input_wait_fraction": wait,
             "step_time_ms_median": 1000 * float(np.median(times)) if times else None,
             "first_loss": losses[0] if losses else None,
@@ -351,6 +425,13 @@ class Trainer(object):
             "tensorflow": tf.__version__, "hgpipe": __version__,
             "python": "%d.%d.%d" % sys.version_info[:3],
         }
+
+    def _gather_rank_stats(self, sess, rate, wait, step_times):
+        """Every rank's throughput figures (a list of dicts, by rank), via the backend."""
+        timed = step_times[1:]
+        mine = [rate, wait, float(np.sum(timed)) if timed else 0.0, float(len(timed))]
+        rows = sess.run(self.rank_ops.gathered, {self.rank_ops.stats: mine})
+        return [dict(zip(distributed.RANK_STATS, (float(v) for v in row))) for row in rows]
 
     def _rates(self, step_times, step_waits):
         """images/s and input-wait fraction over the training steps only.
