@@ -66,3 +66,36 @@ def test_imports_flow_one_way():
         if here != there and not LAYER[there] < LAYER[here]:
             wrong.append("%s imports %s" % (module, imported))
     assert not wrong, wrong
+
+
+def _readme_layout():
+    with open(os.path.join(REPO_ROOT, "README.md")) as handle:
+        text = handle.read()
+    start = text.index("## Layout")
+    end = text.find("\n## ", start + 1)
+    return text[start:] if end < 0 else text[start:end]
+
+
+def test_readme_layout_names_every_module():
+    """Every top-level module by path, every subpackage by path and each of its modules
+    by name (readers/ as a whole)."""
+    layout = _readme_layout()
+    missing = []
+    for entry in sorted(os.listdir(os.path.join(REPO_ROOT, "hgpipe"))):
+        path = os.path.join(REPO_ROOT, "hgpipe", entry)
+        if entry.endswith(".py") and entry not in ("__init__.py", "__main__.py"):
+            if "hgpipe/%s" % entry not in layout:
+                missing.append(entry)
+        elif os.path.isfile(os.path.join(path, "__init__.py")):
+            if "hgpipe/%s/" % entry not in layout:
+                missing.append(entry + "/")
+            for name in sorted(os.listdir(path)):
+                stem = name[:-3]
+                if name.endswith(".py") and name != "__init__.py":
+                    named = stem in layout or (stem.endswith("_cmd") and "*_cmd.py" in layout)
+                    if not named:
+                        missing.append("%s/%s" % (entry, name))
+                elif os.path.isdir(os.path.join(path, name)) and name != "__pycache__":
+                    if name + "/" not in layout:
+                        missing.append("%s/%s/" % (entry, name))
+    assert not missing, missing
