@@ -13,6 +13,9 @@ class ImageError(ValueError):
         super(ImageError, self).__init__("%s: %s" % (path, problem))
         self.path, self.problem = path, problem
 
+    def __reduce__(self):  # survives pickling (from a worker process) with both parts
+        return ImageError, (self.path, self.problem)
+
 
 class ImageLocator(object):
     """Resolves an annotation's image name inside a dataset's ``images/`` folder.
