@@ -291,7 +291,3 @@ class HeatmapCodec(object):
         """(N, H, W, J) -> (coords in crop pixels (N, J, 2), confidences (N, J))."""
         coords, confidence = decode_heatmaps(heatmaps)
         return self.heatmap_to_crop(coords), confidence
-
-    def decode_to_image(self, heatmaps, crop_to_image):
-        """(N, H, W, J) and (N, 2, 3) affines -> (1-based image coords, confidences)."""
-        return heatmaps_to_image_coords(heatmaps, crop_to_image, self.input_size)
