@@ -42,9 +42,10 @@ width ``S`` (``x -> S - 1 - x``) is exactly mirroring its heatmap of width ``W``
 without the ``(stride - 1) / 2`` centring).  A mirrored person's left joints are the
 original's right ones: after a flip, joint/channel k holds the original joint
 ``FLIP_PERMUTATION[k]`` (:mod:`hgpipe.joints`; the permutation is its own inverse).
-Prepare folds the mirror into its crop affine (:func:`hgpipe.data.transforms.image_to_crop_affine`);
-the flip test mirrors the input with :func:`flip_images` and maps the output back with
-:func:`flip_heatmaps`.
+Prepare folds the mirror into its crop affine
+(:func:`hgpipe.data.transforms.image_to_crop_affine`); the flip test mirrors the input
+with :func:`flip_images` and maps the output back with :func:`flip_heatmaps`; the
+training graph's device-side flip (:mod:`hgpipe.train.augment`) does the same in TF ops.
 """
 import numpy as np
 
@@ -290,7 +291,3 @@ class HeatmapCodec(object):
         """(N, H, W, J) -> (coords in crop pixels (N, J, 2), confidences (N, J))."""
         coords, confidence = decode_heatmaps(heatmaps)
         return self.heatmap_to_crop(coords), confidence
-
-    def decode_to_image(self, heatmaps, crop_to_image):
-        """(N, H, W, J) and (N, 2, 3) affines -> (1-based image coords, confidences)."""
-        return heatmaps_to_image_coords(heatmaps, crop_to_image, self.input_size)

@@ -5,6 +5,14 @@ The seed (wbenbihi/hourglasstensorlfow and its Ascend port) reads ``[DataSetHG]`
 (``nStacks: 4``, ``name: 'hg'``, ``remove_joints: None``). hgpipe reads those files as
 they are and adds ``[Prepare]`` and more keys; every key is typed, has a default and a
 one-line meaning here, and an unknown key or a bad value is an error that names it.
+
+Two words the seed's keys fix: ``[Train] nEpochs`` counts *step epochs* of
+``epoch_size`` steps each (the seed's "epoch", whatever the data size); a pass over the
+training samples is a *data pass* (the feeder's ``epoch``, :mod:`hgpipe.train.feeder`).
+``[Network] dropout_rate`` defaults to the seed's 0.2 here (a seed config.cfg trains as
+it did); the network builder's own default, for library callers, is Newell's 0.0
+(:data:`hgpipe.model.hourglass.MODEL_CONFIG_DEFAULTS`), and every recipe in configs/
+sets it explicitly.
 """
 import ast
 import configparser
@@ -12,6 +20,19 @@ import os
 from collections import OrderedDict
 
 from hgpipe.joints import NUM_JOINTS
+
+
+# What a training run writes beside its checkpoints (``LOGDIR/config.ini``), and what
+# ``pck --checkpoint``, ``predict`` and ``export`` read to rebuild its network.
+RUN_CONFIG_FILE = "config.ini"
+# The [Network] keys that decide the network (its variables, and input_mean its input):
+# a logdir or a checkpoint belongs to one set of values.
+NETWORK_KEYS = ("nStacks", "nFeats", "nModules", "nLow", "tiny", "stem", "input_mean")
+
+
+def describe_network(cfg):
+    """``nStacks=2, nFeats=64, ...``: the network a config describes, for messages."""
+    return ", ".join("%s=%s" % (key, cfg["Network"][key]) for key in NETWORK_KEYS)
 
 
 class ConfigError(ValueError):
@@ -167,8 +188,9 @@ SCHEMA = OrderedDict([
     ("Train", OrderedDict([
         ("batch_size", (_positive(int), 4, "samples per step on each device (global batch: "
                                            "batch_size x ranks)")),
-        ("nEpochs", (_positive(int), 200, "epochs (total steps = nEpochs x epoch_size)")),
-        ("epoch_size", (_positive(int), 1000, "steps per epoch")),
+        ("nEpochs", (_positive(int), 200,
+                     "step epochs: total steps = nEpochs x epoch_size (not data passes)")),
+        ("epoch_size", (_positive(int), 1000, "steps per step epoch (seed's 'epoch')")),
         ("learning_rate", (_positive(float), 2.5e-4, "initial RMSProp learning rate")),
         ("learning_rate_decay", (_positive(float), 0.96, "lr factor every decay_step")),
         ("decay_step", (_positive(int), 2000, "steps between lr decays (staircase)")),
@@ -187,7 +209,7 @@ SCHEMA = OrderedDict([
                          "multistep: x lr_gamma at each of lr_milestones")),
         ("lr_milestones", (_int_list, [], "multistep: epochs (or steps) where lr drops")),
         ("lr_milestone_unit", (_choice("epoch", "step"), "epoch",
-                               "multistep: milestones in epochs (x epoch_size) or steps")),
+                               "multistep: milestones in step epochs (x epoch_size) or steps")),
         ("lr_gamma", (_positive(float), 0.1, "multistep: lr factor at each milestone")),
         ("device_flip", (_bool, False, "random horizontal flip per sample in the graph")),
         ("device_color", (_fraction, 0.0, "per-channel gain U(1-c, 1+c) in the graph; 0 off")),

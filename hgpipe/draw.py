@@ -7,17 +7,14 @@ import cv2
 import numpy as np
 
 from hgpipe import atomic
-from hgpipe.joints import NUM_JOINTS, SKELETON
-
-# Right side warm, left side cool, centre line green (RGB).
-_RIGHT = {0, 1, 2, 10, 11, 12}
-_LEFT = {3, 4, 5, 13, 14, 15}
+from hgpipe.joints import CENTRE_JOINTS, LEFT_JOINTS, NUM_JOINTS, RIGHT_JOINTS, SKELETON
 
 
 def joint_color(joint):
-    if joint in _RIGHT:
+    """Right side warm, left side cool, centre line green (RGB)."""
+    if joint in RIGHT_JOINTS:
         return (255, 80, 40)
-    if joint in _LEFT:
+    if joint in LEFT_JOINTS:
         return (40, 140, 255)
     return (60, 220, 60)
 
@@ -31,7 +28,7 @@ def draw_skeleton(image_rgb, joints, mask=None, radius=3, thickness=2):
     for a, b in SKELETON:
         if mask[a] and mask[b]:
             cv2.line(canvas, tuple(int(v) for v in points[a]), tuple(int(v) for v in points[b]),
-                     joint_color(a if a not in (6, 7, 8, 9) else b), thickness,
+                     joint_color(a if a not in CENTRE_JOINTS else b), thickness,
                      cv2.LINE_AA, shift=4)
     for j in range(NUM_JOINTS):
         if mask[j]:

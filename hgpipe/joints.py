@@ -15,9 +15,12 @@ R_ANKLE, R_KNEE, R_HIP, L_HIP, L_KNEE, L_ANKLE = 0, 1, 2, 3, 4, 5
 PELVIS, THORAX, UPPER_NECK, HEAD_TOP = 6, 7, 8, 9
 R_WRIST, R_ELBOW, R_SHOULDER, L_SHOULDER, L_ELBOW, L_WRIST = 10, 11, 12, 13, 14, 15
 
-# Left/right pairs: a horizontal flip of the image swaps these joints.
+# Left/right pairs (right, left): a horizontal flip of the image swaps these joints.
 FLIP_PAIRS = ((R_ANKLE, L_ANKLE), (R_KNEE, L_KNEE), (R_HIP, L_HIP),
               (R_WRIST, L_WRIST), (R_ELBOW, L_ELBOW), (R_SHOULDER, L_SHOULDER))
+RIGHT_JOINTS = tuple(right for right, _left in FLIP_PAIRS)
+LEFT_JOINTS = tuple(left for _right, left in FLIP_PAIRS)
+CENTRE_JOINTS = (PELVIS, THORAX, UPPER_NECK, HEAD_TOP)  # on the body's midline
 
 
 def _flip_permutation():

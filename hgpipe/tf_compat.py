@@ -6,8 +6,11 @@ same ``compat.v1`` namespace.  On TF 2.x that namespace alone is not enough: eag
 execution, resource variables, control-flow v2 and v2 tensor shapes stay on unless
 ``disable_v2_behavior()`` is called (``disable_eager_execution()`` alone still leaves
 ``tf.get_variable`` with v2 variable semantics).  Doing that here, once, keeps the rest of
-the package free of version checks.  ``tests/test_tf_api_lint.py`` checks that every
-``tf.X.Y`` the package uses exists in the TF 1.15 ``compat.v1`` API.
+the package free of version checks.  It happens when a graph is first built, never when
+a module is imported: a module that wants a module-level ``tf`` takes
+``import_tf(lazy=True)``, a stand-in that imports on its first attribute access.
+``tests/test_tf_api_lint.py`` checks that every ``tf.X.Y`` the package uses exists in the
+TF 1.15 ``compat.v1`` API.
 """
 
 import os
@@ -27,14 +30,32 @@ class TensorFlowNotInstalledError(ImportError):
     """Raised by :func:`import_tf` when ``import tensorflow`` fails."""
 
 
-def import_tf():
+class _LazyTF(object):
+    """Stands for ``tensorflow.compat.v1``; the first attribute access imports it (through
+    :func:`import_tf`, so with TF1 graph semantics switched on)."""
+
+    def __getattr__(self, name):
+        return getattr(import_tf(), name)
+
+    def __repr__(self):
+        return "<tensorflow.compat.v1, imported on first use>"
+
+
+_LAZY_TF = _LazyTF()
+
+
+def import_tf(lazy=False):
     """Return ``tensorflow.compat.v1`` with TF1 graph semantics switched on.
 
     Safe to call many times: TensorFlow is imported and configured on the first call only.
     Raises :class:`TensorFlowNotInstalledError` (an ``ImportError``) with install advice
-    when TensorFlow is missing.
+    when TensorFlow is missing. ``lazy=True`` returns a stand-in that does all this on its
+    first attribute access (for module-level ``tf = import_tf(lazy=True)``: importing the
+    module then neither imports TensorFlow nor leaves eager mode).
     """
     global _TF_V1
+    if lazy and _TF_V1 is None:
+        return _LAZY_TF
     if _TF_V1 is not None:
         return _TF_V1
     try:

@@ -14,7 +14,7 @@ import pytest
 from conftest import cli_runner, make_synthetic_mpii
 from hgpipe.bench import flops as flops_bench
 from hgpipe.bench import mixing
-from hgpipe.bench.report import COLUMNS, format_value, parse_markdown_table
+from hgpipe.bench.report import COLUMNS, format_value
 from hgpipe.bench.sources import load_source, training_people
 from hgpipe.bench.system import evict_from_page_cache, resident_fraction, warm_page_cache
 from hgpipe.cli.bench_cmd import bench_command
@@ -22,6 +22,15 @@ from hgpipe.data.images import ImageLocator, decode_image
 
 # image 256x256x3 + heatmaps 64x64x16 (uint8) + weights 16 x float32
 TRAIN_BYTES_256 = 256 * 256 * 3 + 64 * 64 * 16 + 16 * 4
+
+
+def parse_markdown_table(text):
+    """Rows of a table printed by :func:`hgpipe.bench.report.markdown_table`, as dicts."""
+    lines = [line.strip() for line in text.splitlines() if line.strip().startswith("|")]
+    assert len(lines) >= 2, "no Markdown table in the text"
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    return [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|"))))
+            for line in lines[2:]]
 
 
 def _number(text):

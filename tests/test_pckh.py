@@ -16,7 +16,7 @@ import scipy.io
 from hgpipe.eval import pckh
 from hgpipe.eval.pred_files import (
     EvalFileError, GroundTruth, check_compatible, load_predictions, read_ground_truth,
-    read_predictions, write_predictions)
+    write_predictions)
 from hgpipe.eval.plot import PALETTE, plot_pckh_curves
 from hgpipe.joints import (HEAD_TOP, L_ANKLE, L_SHOULDER, NUM_JOINTS, R_SHOULDER,
                            UPPER_NECK)
@@ -57,7 +57,7 @@ def _pred_path(shared_mpii, name):
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_TOMPSON))
 def test_reproduces_published_tompson_table(shared_mpii, detections_gt, name):
-    preds = read_predictions(_pred_path(shared_mpii, name))
+    preds = load_predictions(_pred_path(shared_mpii, name)).coords
     result = pckh.score_pckh(preds, detections_gt, "tompson")
     assert list(result.columns) == ["Head", "Sho", "Elb", "Wri", "Hip", "Knee", "Ank", "Mean"]
     assert [round(v, 2) for v in result.columns.values()] == PUBLISHED_TOMPSON[name]
@@ -67,7 +67,7 @@ def test_reproduces_published_tompson_table(shared_mpii, detections_gt, name):
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_MPII_TOTAL))
 def test_reproduces_published_mpii_total(shared_mpii, detections_gt, name):
-    preds = read_predictions(_pred_path(shared_mpii, name))
+    preds = load_predictions(_pred_path(shared_mpii, name)).coords
     result = pckh.score_pckh(preds, detections_gt, "mpii")
     assert round(result.columns["Total"], 2) == PUBLISHED_MPII_TOTAL[name]
     # Sho...Ank need no convention-specific joints: both conventions agree to 0.05 there
@@ -98,7 +98,7 @@ def test_tompson_octave_hdf5_is_read_in_mpii_orientation(shared_mpii, detections
     with h5py.File(path, "r") as f:  # the stored layout this reader must undo
         assert isinstance(f["preds"], h5py.Group)
         assert f["preds"]["value"].shape == (2, NUM_JOINTS, 2958)
-    preds = read_predictions(path)
+    preds = load_predictions(path).coords
     assert preds.shape == (2958, NUM_JOINTS, 2) and preds.dtype == np.float64
     # Same predictions as pos_pred_src (Tompson CVPR'15), up to float32 storage.
     reference = detections_raw["pos_pred_src"].transpose(2, 0, 1)
@@ -118,12 +118,12 @@ def test_matlab_v73_column_major_dataset_is_transposed(tmp_path):
         f["preds"].attrs["MATLAB_class"] = np.bytes_(b"double")
     with h5py.File(plain, "w") as f:
         f["preds"] = preds.transpose(2, 1, 0)
-    np.testing.assert_array_equal(read_predictions(marked), preds)
-    np.testing.assert_array_equal(read_predictions(plain), preds)
+    np.testing.assert_array_equal(load_predictions(marked).coords, preds)
+    np.testing.assert_array_equal(load_predictions(plain).coords, preds)
 
 
 def test_pos_pred_src_is_accepted_as_predictions(detections_path, detections_raw):
-    preds = read_predictions(detections_path)
+    preds = load_predictions(detections_path).coords
     np.testing.assert_array_equal(preds, detections_raw["pos_pred_src"].transpose(2, 0, 1))
 
 
@@ -143,7 +143,7 @@ def test_newell_valid_h5_ground_truth(shared_mpii, detections_gt):
     assert set(np.flatnonzero(changed.any(0))) == {UPPER_NECK, HEAD_TOP}
     assert gt.annolist_index is not None and gt.annolist_index.min() >= 1
     assert any("truncated" in note for note in gt.notes)
-    preds = read_predictions(_pred_path(shared_mpii, "newell-valid-ours.h5"))
+    preds = load_predictions(_pred_path(shared_mpii, "newell-valid-ours.h5")).coords
     from_valid = pckh.score_pckh(preds, gt, "tompson").columns["Mean"]
     published = PUBLISHED_TOMPSON["newell-valid-ours.h5"][-1]
     assert abs(from_valid - published) < 0.1
@@ -179,7 +179,7 @@ def test_shards_ground_truth_reads_val_shards_in_order(tmp_path, shared_mpii, de
     np.testing.assert_array_equal(gt.annolist_index, np.arange(1, 31))
     one = read_ground_truth(os.path.join(folder, "val-00001.h5"))  # a single shard
     np.testing.assert_array_equal(one.annolist_index, np.arange(13, 25))
-    preds = read_predictions(_pred_path(shared_mpii, "bearpaw-hg_s8_b1.mat"))[:30]
+    preds = load_predictions(_pred_path(shared_mpii, "bearpaw-hg_s8_b1.mat")).coords[:30]
     a = pckh.score_pckh(preds, gt, "mpii").joint_pckh
     b = pckh.score_pckh(preds, sub, "mpii").joint_pckh
     np.testing.assert_allclose(a, b)
@@ -191,7 +191,7 @@ def test_own_predictions_roundtrip_and_order_check(tmp_path):
     path = str(tmp_path / "preds.h5")
     write_predictions(path, preds, annolist_index=np.arange(1, 7), person_index=[1] * 6)
     assert os.listdir(str(tmp_path)) == ["preds.h5"]  # no temp file left behind
-    np.testing.assert_array_equal(read_predictions(path), preds)
+    np.testing.assert_array_equal(load_predictions(path).coords, preds)
     loaded = load_predictions(path)
     np.testing.assert_array_equal(loaded.annolist_index, np.arange(1, 7))
     joints = rng.uniform(1, 500, size=(6, NUM_JOINTS, 2))
@@ -206,20 +206,20 @@ def test_own_predictions_roundtrip_and_order_check(tmp_path):
 def test_errors_name_the_file(tmp_path, detections_gt):
     missing = str(tmp_path / "nothere.mat")
     with pytest.raises(EvalFileError, match="nothere.mat: no such file"):
-        read_predictions(missing)
+        load_predictions(missing).coords
     no_key_h5 = str(tmp_path / "nokey.h5")
     with h5py.File(no_key_h5, "w") as f:
         f["joints"] = np.zeros((3, NUM_JOINTS, 2))
     with pytest.raises(EvalFileError, match="nokey.h5: no 'preds' dataset"):
-        read_predictions(no_key_h5)
+        load_predictions(no_key_h5).coords
     no_key_mat = str(tmp_path / "nokey.mat")
     scipy.io.savemat(no_key_mat, {"joints": np.zeros((3, NUM_JOINTS, 2))})
     with pytest.raises(EvalFileError, match="nokey.mat: no 'preds' variable"):
-        read_predictions(no_key_mat)
+        load_predictions(no_key_mat).coords
     wrong = str(tmp_path / "wrong.mat")
     scipy.io.savemat(wrong, {"preds": np.zeros((3, 14, 2))})
     with pytest.raises(EvalFileError, match=r"wrong.mat: .*\(N, 16, 2\), got \(3, 14, 2\)"):
-        read_predictions(wrong)
+        load_predictions(wrong).coords
     short = str(tmp_path / "short.h5")
     write_predictions(short, np.zeros((5, NUM_JOINTS, 2)))
     with pytest.raises(EvalFileError, match="short.h5: 5 predictions but .* has 2958"):
@@ -325,7 +325,7 @@ def test_result_dict_is_json_and_table_lists_measures():
 # --------------------------------------------------------------------- plot and command
 
 def test_plot_writes_png_with_curves(tmp_path, shared_mpii, detections_gt):
-    preds = read_predictions(_pred_path(shared_mpii, "bearpaw-hg_s2_b1.mat"))
+    preds = load_predictions(_pred_path(shared_mpii, "bearpaw-hg_s2_b1.mat")).coords
     result = pckh.score_pckh(preds, detections_gt, "tompson")
     path = str(tmp_path / "curves.png")
     plot_pckh_curves(result, path)

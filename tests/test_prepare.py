@@ -108,8 +108,15 @@ def test_skips_are_reported_and_nothing_usable_fails(tmp_path):
     reasons = " | ".join(s["reason"] for s in skipped)
     assert "image not found" in reasons and "scale must be a positive" in reasons
     assert "not finite" in reasons and "not a decodable image" in reasons
+    kinds = {}
+    for s in skipped:
+        kinds.setdefault(s["kind"], []).append(s["reason"])
+    assert set(kinds) == {"image not found", "invalid annotation", "image unreadable"}
+    assert all("synth_001.jpg: not a decodable image" in r for r in kinds["image unreadable"])
+    assert all("synth_003.jpg" in s["person"] for s in skipped if s["kind"] == "image not found")
     manifest = load_manifest(out)
     assert manifest["skipped_count"] == len(skipped) >= 4
+    assert manifest["skipped_by_reason"]["image not found"] == len(kinds["image not found"])
     # nothing usable: exit 1 with one line naming the problem
     for name in os.listdir(os.path.join(root, "images")):
         os.remove(os.path.join(root, "images", name))
@@ -237,3 +244,19 @@ def test_real_mpii_val_images(shared_mpii, tmp_path):
         peak = np.stack(np.unravel_index(hm.argmax(0), (64, 64)), 1)[:, ::-1]
         assert np.abs(peak - val["joints"][i])[mask].max() <= 1.0
         assert np.isfinite(val["head_normalizer"][i]) and val["head_normalizer"][i] > 0
+
+
+def test_skips_are_typed_and_old_shards_pairs_still_read():
+    """Skip kinds are data, not wording; a shard written before kinds existed holds
+    [person, reason] pairs, which resume still reads (classified once, on load)."""
+    from hgpipe.data.prepare import Skip, SkipKind, _stored_skip, summarize_skipped
+    unreadable = Skip("a.jpg p1", SkipKind.IMAGE_UNREADABLE, "/x/a.jpg: empty file",
+                      "empty file")
+    implausible = Skip("b.jpg p2", SkipKind.IMPLAUSIBLE_BOX,
+                       "implausible person box: centre outside", "centre outside")
+    missing = Skip("c.jpg p1", SkipKind.IMAGE_NOT_FOUND, "image not found in /x", "/x")
+    assert _stored_skip(json.loads(json.dumps(unreadable))) == unreadable
+    assert _stored_skip(["a.jpg p1", "/x/a.jpg: empty file"]) == unreadable
+    assert _stored_skip(["b.jpg p2", "implausible person box: centre outside"]) == implausible
+    assert summarize_skipped([unreadable, implausible, missing, missing]) == {
+        "empty file": 1, "implausible person box": 1, "image not found": 2}

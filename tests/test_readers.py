@@ -75,6 +75,11 @@ def _stack(records, field):
 
 # ------------------------------------------------------------------ validation split
 
+def _val_head_boxes():
+    """(N, 4) head boxes of the validation persons, in the split's order."""
+    return np.array([person.head_box for person in val_split.val_persons()])
+
+
 def test_split_file_regenerates_exactly(shared_mpii, tmp_path):
     out = str(tmp_path / "split.txt")
     assert val_split.build_split_file(shared_mpii, out) == N_VAL
@@ -94,7 +99,7 @@ def test_split_agrees_with_every_val_file(shared_mpii, valid_h5, gt):
     names = [p.image_name for p in val_split.val_persons()]
     assert names == [n.decode() for n in valid_h5["imgname"]]
     assert len(set(names)) == 2729
-    boxes = val_split.val_head_boxes()
+    boxes = _val_head_boxes()
     np.testing.assert_array_equal(boxes, gt["head_boxes"])
     # Newell's normaliser is 0.6 x the head-box diagonal of the same boxes.
     diagonal = np.hypot(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
@@ -106,9 +111,9 @@ def test_split_lookups(raw_json):
     first_train = next(e for e in raw_json if e["isValidation"] == 0.0)
     a, p = int(first_val["annolist_index"]), int(first_val["people_index"])
     assert val_split.is_val(a, p) and val_split.is_val_image(first_val["img_paths"])
-    assert val_split.val_head_box(a, p) is not None
+    assert val_split.val_person(a, p).head_box is not None
     ta, tp = int(first_train["annolist_index"]), int(first_train["people_index"])
-    assert not val_split.is_val(ta, tp) and val_split.val_head_box(ta, tp) is None
+    assert not val_split.is_val(ta, tp) and val_split.val_person(ta, tp) is None
     assert not val_split.is_val_image(first_train["img_paths"])
 
 
@@ -488,7 +493,7 @@ def test_dataset_txt_round_trip_keeps_records_and_val_identity(json_records, tmp
     assert [r.is_validation for r in back] == [r.is_validation for r in json_records]
     back_val = [r for r in back if r.is_validation]
     assert [(r.annolist_index, r.person_index) for r in back_val] == val_split.val_keys()
-    np.testing.assert_array_equal(_stack(back_val, "head_box"), val_split.val_head_boxes())
+    np.testing.assert_array_equal(_stack(back_val, "head_box"), _val_head_boxes())
     headless = [r for r in back_val if not r.annotated[[UPPER_NECK, HEAD_TOP]].any()]
     assert headless  # the real split has such persons: matched by elimination
 
@@ -543,3 +548,25 @@ def test_validate_records_sorts_and_explains():
     assert [r.image_name for r, _ in skipped] == ["a.jpg", "b.jpg", "c.jpg"]
     assert "scale" in skipped[0][1] and "centre" in skipped[1][1]
     assert skipped[2][1] == "no annotated joints"
+
+
+def test_unmatched_record_in_a_val_image_is_in_neither_split():
+    """mark_by_match: a record without official indices that matches no validation
+    person is training data only if its image is not a validation image."""
+    from hgpipe.data.readers.common import mark_by_match
+    person = val_split.val_persons()[0]
+    train_image = "not_a_val_image_%s" % person.image_name
+    assert val_split.is_val_image(person.image_name)
+    assert not val_split.is_val_image(train_image)
+    joints = np.zeros((NUM_JOINTS, 2))
+    annotated = np.zeros(NUM_JOINTS, bool)
+    annotated[0] = True
+    matched = make_record(person.image_name, joints, annotated, center=person.objpos, scale=1.0)
+    far = np.asarray(person.objpos) + 10000.0  # no validation person is there
+    stray = make_record(person.image_name, joints, annotated, center=far, scale=1.0)
+    elsewhere = make_record(train_image, joints, annotated, center=far, scale=1.0)
+    marked = mark_by_match([matched, stray, elsewhere])
+    assert [(r.image_name, r.is_validation) for r in marked] == [
+        (person.image_name, True), (train_image, False)]
+    assert (marked[0].annolist_index, marked[0].person_index) == (
+        person.annolist_index, person.person_index)

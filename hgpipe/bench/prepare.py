@@ -86,10 +86,9 @@ def prepare_shards(source, cfg, samples, workers, work_dir, name):
         start, cpu = time.perf_counter(), cpu_seconds()
         entries = prep.run_tasks(tasks, settings, out_dir, workers)
         seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
-    skipped_pairs = [(r.describe(), why) for r, why in skipped]
     for entry in entries:
-        skipped_pairs += [tuple(s) for s in entry["skipped"]]
-    prep.write_manifest(out_dir, cfg, entries, skipped_pairs, source.annotation_file,
+        skipped += entry["skipped"]
+    prep.write_manifest(out_dir, cfg, entries, skipped, source.annotation_file,
                         {"bench": source.dataset_dir})
     return PrepareResult(out_dir, sum(e["count"] for e in entries), seconds, workers,
                          sum(e["bytes"] for e in entries),

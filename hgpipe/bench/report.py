@@ -86,16 +86,6 @@ def markdown_table(rows):
     return "\n".join(lines)
 
 
-def parse_markdown_table(text):
-    """Rows of a table printed by :func:`markdown_table`, as dicts of strings."""
-    lines = [line.strip() for line in text.splitlines() if line.strip().startswith("|")]
-    if len(lines) < 2:
-        raise BenchError("no Markdown table in the text")
-    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
-    return [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|"))))
-            for line in lines[2:]]
-
-
 def write_json(path, rows, meta, notes):
     payload = {"rows": [row.as_dict() for row in rows], "meta": meta, "notes": list(notes)}
     with open(path, "w") as out:

@@ -12,7 +12,8 @@ from hgpipe.cli.options import echo_err, user_errors
                    "[default: ../shared/mpii beside the checkout, else data/demo].")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Config for prepare/feed (crop size, heatmap storage) [default: "
-                   "built-in defaults: 256 px, heatmaps gzip]. Variants are always 8.")
+                   "built-in defaults: 256 px, heatmaps uncompressed; the other storage "
+                   "is measured beside it]. Variants are always 8.")
 @click.option("--train-config", "train_configs", multiple=True,
               type=click.Path(dir_okay=False),
               help="Config(s) to train a few steps [default: configs/tiny.cfg and "

@@ -6,7 +6,15 @@ import numpy as np
 
 
 class ImageError(ValueError):
-    """An image file is missing, unreadable or not a decodable image."""
+    """An image file is missing, unreadable or not a decodable image; the message is
+    ``PATH: PROBLEM``."""
+
+    def __init__(self, path, problem):
+        super(ImageError, self).__init__("%s: %s" % (path, problem))
+        self.path, self.problem = path, problem
+
+    def __reduce__(self):  # survives pickling (from a worker process) with both parts
+        return ImageError, (self.path, self.problem)
 
 
 class ImageLocator(object):
@@ -54,10 +62,10 @@ def decode_image(path, reduction=1):
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except (IOError, OSError) as exc:
-        raise ImageError("%s: cannot read: %s" % (path, exc.strerror or exc))
+        raise ImageError(path, "cannot read: %s" % (exc.strerror or exc))
     if data.size == 0:
-        raise ImageError("%s: empty file" % path)
+        raise ImageError(path, "empty file")
     image = cv2.imdecode(data, _REDUCED_FLAGS[reduction])
     if image is None:
-        raise ImageError("%s: not a decodable image (corrupt or unsupported format)" % path)
+        raise ImageError(path, "not a decodable image (corrupt or unsupported format)")
     return image

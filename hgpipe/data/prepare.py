@@ -1,8 +1,9 @@
 """``hgpipe prepare``: person records -> augmented crops + heatmaps in HDF5 shards.
 
-Why offline: an online loader spends ~8 ms of CPU per sample (JPEG decode, warp,
-heatmaps), which starves an accelerator; here that work is done once, each image decoded
-once for all its persons and variants, and training only copies bytes.
+Why offline: an online loader spends milliseconds of CPU per sample (JPEG decode, warp,
+heatmaps; ``hgpipe bench``'s online row measures it), which starves an accelerator;
+here that work is done once, each image decoded once for all its persons and variants,
+and training only copies bytes.
 
 Determinism: the shard plan depends only on the records and the config, and each
 variant's augmentation only on (seed, image, person, variant), so the arrays are
@@ -14,6 +15,7 @@ import collections
 import hashlib
 import json
 import os
+import sys
 from typing import List, NamedTuple
 
 import numpy as np
@@ -21,14 +23,61 @@ import numpy as np
 from hgpipe import __version__, atomic
 from hgpipe.codec import HEATMAP_SCALE
 from hgpipe.data import plausible, schema, shard_records, shards
-from hgpipe.data.images import ImageError, decode_image
+from hgpipe.data.images import ImageError, ImageLocator, decode_image
+from hgpipe.data.readers import find_annotation_file, read_annotations, validate_records
 from hgpipe.data.workers import run_pool
 from hgpipe.data.transforms import (PLAIN, crop_zoom, decode_reduction, make_sample,
                                     person_rng, sample_augmentation)
 
 
+SKIPPED_FILE = "skipped.json"
+
+
 class PrepareError(ValueError):
     """prepare cannot go on (nothing usable, or the output holds other shards)."""
+
+
+class SkipKind(object):
+    """Why a person is left out of the shards: the ``kind`` of each skipped.json entry."""
+    INVALID_ANNOTATION = "invalid annotation"
+    IMAGE_NAME_TOO_LONG = "image name too long"
+    IMAGE_NOT_FOUND = "image not found"
+    IMAGE_UNREADABLE = "image unreadable"
+    IMPLAUSIBLE_BOX = plausible.SKIP_REASON
+
+
+class Skip(NamedTuple):
+    """One person left out: who, why (a :class:`SkipKind` value), the one-line reason
+    (naming the file where there is one) and its detail without the file or prefix."""
+    person: str
+    kind: str
+    reason: str
+    detail: str
+
+    def summary_key(self):
+        """What ``skipped_by_reason`` counts it under: a missing image or an implausible
+        box by kind, anything else by its detail ("empty file", "no annotated joints")."""
+        if self.kind in (SkipKind.IMAGE_NOT_FOUND, SkipKind.IMPLAUSIBLE_BOX):
+            return self.kind
+        return self.detail
+
+
+def invalid_annotation(record, why):
+    """The Skip of a record :func:`hgpipe.data.readers.validate_records` refused."""
+    return Skip(record.describe(), SkipKind.INVALID_ANNOTATION, "invalid annotation: " + why,
+                why)
+
+
+def _stored_skip(item):
+    """A Skip from a shard's ``skipped`` attribute; shards written before skip kinds
+    existed hold [person, reason] pairs (an unreadable image or an implausible box)."""
+    if len(item) == 4:
+        return Skip(*item)
+    person, reason = item
+    if reason.startswith(plausible.SKIP_REASON):
+        return Skip(person, SkipKind.IMPLAUSIBLE_BOX, reason,
+                    reason[len(plausible.SKIP_REASON) + 2:])
+    return Skip(person, SkipKind.IMAGE_UNREADABLE, reason, reason.split(": ", 1)[-1])
 
 
 class ImageJob(NamedTuple):
@@ -71,7 +120,7 @@ def shard_settings(cfg):
 
 
 def plan_shards(records, cfg, locator):
-    """Group records into shard tasks; returns (tasks, skipped [(record, reason)]).
+    """Group records into shard tasks; returns (tasks, [Skip, ...]).
 
     Train: images in a seeded random order (so consecutive samples are unrelated and a
     reader may take contiguous slices), packed into shards of about ``shard_size``
@@ -84,11 +133,15 @@ def plan_shards(records, cfg, locator):
     by_split = {"train": collections.OrderedDict(), "val": []}
     for record in records:
         if len(record.image_name.encode("utf-8")) > schema.MAX_IMAGE_NAME:
-            skipped.append((record, "image name longer than %d bytes" % schema.MAX_IMAGE_NAME))
+            reason = "image name longer than %d bytes" % schema.MAX_IMAGE_NAME
+            skipped.append(Skip(record.describe(), SkipKind.IMAGE_NAME_TOO_LONG, reason,
+                                reason))
             continue
         path = locator.find(record.image_name)
         if path is None:
-            skipped.append((record, "image not found in %s" % locator.images_dir))
+            skipped.append(Skip(record.describe(), SkipKind.IMAGE_NOT_FOUND,
+                                "image not found in %s" % locator.images_dir,
+                                locator.images_dir))
             continue
         if record.is_validation:
             val = by_split["val"]
@@ -156,7 +209,8 @@ def build_shard(task, settings, out_dir, progress=None):
         try:
             image = decode_image(job.path, reduction)
         except ImageError as exc:
-            skipped.extend((r.describe(), str(exc)) for r in job.records)
+            skipped.extend(Skip(r.describe(), SkipKind.IMAGE_UNREADABLE, str(exc), exc.problem)
+                           for r in job.records)
             if progress is not None:
                 progress.put(len(job.records) * (settings["variants"] if task.split == "train" else 1))
             continue
@@ -167,8 +221,8 @@ def build_shard(task, settings, out_dir, progress=None):
                                             image.shape[1] * reduction,
                                             image.shape[0] * reduction)
             if problem:
-                skipped.append((record.describe(), "%s: %s" % (
-                    plausible.SKIP_REASON, problem)))
+                skipped.append(Skip(record.describe(), SkipKind.IMPLAUSIBLE_BOX, "%s: %s" % (
+                    plausible.SKIP_REASON, problem), problem))
                 if progress is not None:
                     progress.put(len(augs))
                 continue
@@ -231,7 +285,8 @@ def existing_entry(task, out_dir):
             "%s: holds a shard of a different dataset or config; use a new --out "
             "directory or --overwrite" % path)
     return _entry(task, int(attrs["count"]), shards.file_crc32(path),
-                  os.path.getsize(path), json.loads(attrs["skipped"]))
+                  os.path.getsize(path),
+                  [_stored_skip(item) for item in json.loads(attrs["skipped"])])
 
 
 def _worker_init():
@@ -265,20 +320,13 @@ def run_tasks(tasks, settings, out_dir, workers, on_progress=None, on_done=None)
     return entries
 
 
-def summarize_skipped(skipped_pairs):
-    """Counts of skipped persons by reason (reasons naming a file grouped by kind)."""
-    counts = collections.Counter()
-    for _who, reason in skipped_pairs:
-        if reason.startswith("image not found"):
-            counts["image not found"] += 1
-        elif reason.startswith(plausible.SKIP_REASON):
-            counts[plausible.SKIP_REASON] += 1
-        else:  # "PATH: not a decodable image" -> "not a decodable image"
-            counts[reason.split(": ", 1)[-1]] += 1
-    return counts
+def summarize_skipped(skips):
+    """Counts of skipped persons by :meth:`Skip.summary_key`."""
+    return collections.Counter(skip.summary_key() for skip in skips)
 
 
-def write_manifest(out_dir, cfg, entries, skipped_pairs, annotation_file, sources):
+def write_manifest(out_dir, cfg, entries, skips, annotation_file, sources):
+    """``manifest.json`` and ``skipped.json`` (every Skip: person, kind, reason)."""
     counts = {split: sum(e["count"] for e in entries if e["split"] == split)
               for split in schema.SPLITS}
     entries = sorted(entries, key=lambda e: e["file"])
@@ -293,10 +341,115 @@ def write_manifest(out_dir, cfg, entries, skipped_pairs, annotation_file, source
         "heatmap_scale": HEATMAP_SCALE,
         "config": cfg.as_dict(),
         "shards": [{k: v for k, v in e.items() if k != "skipped"} for e in entries],
-        "skipped_count": len(skipped_pairs),
-        "skipped_by_reason": dict(summarize_skipped(skipped_pairs)),
+        "skipped_count": len(skips),
+        "skipped_by_reason": dict(summarize_skipped(skips)),
     }
     atomic.write_json(os.path.join(out_dir, shards.MANIFEST), manifest)
-    atomic.write_json(os.path.join(out_dir, "skipped.json"),
-                             [{"person": w, "reason": r} for w, r in skipped_pairs])
+    atomic.write_json(os.path.join(out_dir, SKIPPED_FILE),
+                      [{"person": s.person, "kind": s.kind, "reason": s.reason} for s in skips])
     return manifest
+
+
+# ------------------------------------------------------------------ the whole command
+def _print(line, err=False):
+    print(line, file=sys.stderr if err else sys.stdout)
+
+
+class _NoProgress(object):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n):
+        pass
+
+
+def prepare_dataset(cfg, mpii_dir, out_dir, annotations=None, workers=1, overwrite=False,
+                    echo=_print, progress=None):
+    """``hgpipe prepare``: annotations + images -> shards, manifest.json and skipped.json.
+
+    The whole policy: read and validate the records, skip what cannot be used (each
+    :class:`Skip` typed by :class:`SkipKind`), keep every complete shard of the same plan
+    (resume), refuse or (``overwrite``) replace shards of another plan, build the rest
+    on ``workers`` processes, write the manifest. ``echo(line, err=False)`` reports as it
+    goes; ``progress(total)`` gives a context manager with ``update(samples)`` (a tqdm
+    bar). Returns the manifest; raises :class:`PrepareError` when nothing usable is left.
+    """
+    if not os.path.isdir(mpii_dir):
+        raise ValueError("%s: dataset folder not found" % mpii_dir)
+    annotation_file = annotations or find_annotation_file(mpii_dir)
+    records = read_annotations(annotation_file)
+    good, invalid = validate_records(records)
+    skips = [invalid_annotation(record, why) for record, why in invalid]
+    n_val = sum(1 for r in good if r.is_validation)
+    echo("read %d persons from %s: %d train, %d val, %d invalid" % (
+        len(records), annotation_file, len(good) - n_val, n_val, len(invalid)))
+
+    images_dir = os.path.join(mpii_dir, "images")
+    if not os.path.isdir(images_dir):
+        raise ValueError("%s: no images/ folder" % mpii_dir)
+    tasks, unplanned = plan_shards(good, cfg, ImageLocator(images_dir))
+    skips += unplanned
+    missing = sum(1 for s in unplanned if s.kind == SkipKind.IMAGE_NOT_FOUND)
+    if missing:
+        echo("%d persons skipped: their image is not in %s" % (missing, images_dir))
+    if not tasks:
+        raise PrepareError("%s: no usable person (all %d skipped); see the reasons above"
+                           % (annotation_file, len(skips)))
+
+    if not os.path.isdir(out_dir):
+        os.makedirs(out_dir)
+    entries, todo = complete_and_pending(tasks, out_dir, overwrite)
+    if entries:
+        echo("resuming: %d of %d shards already complete" % (len(entries), len(tasks)))
+    with (progress or (lambda total: _NoProgress()))(sum(t.samples for t in todo)) as bar:
+        entries += run_tasks(todo, shard_settings(cfg), out_dir,
+                             min(workers, max(1, len(todo))), on_progress=bar.update)
+    for entry in entries:
+        skips += entry["skipped"]
+    _report_unreadable(skips, echo)
+    manifest = write_manifest(out_dir, cfg, entries, skips, annotation_file,
+                              {"mpii": os.path.abspath(mpii_dir)})
+    counts = manifest["counts"]
+    echo("wrote %d train + %d val samples in %d shards to %s" % (
+        counts["train"], counts["val"], len(manifest["shards"]), out_dir))
+    if skips:
+        echo("skipped %d persons (details in %s):" % (
+            len(skips), os.path.join(out_dir, SKIPPED_FILE)))
+        for reason, n in sorted(manifest["skipped_by_reason"].items(), key=lambda x: -x[1]):
+            echo("  %7d  %s" % (n, reason))
+    if counts["train"] + counts["val"] == 0:
+        raise PrepareError("%s: no usable samples were written" % out_dir)
+    return manifest
+
+
+def complete_and_pending(tasks, out_dir, overwrite=False):
+    """Resume policy: (manifest entries of the shards already complete, tasks still to
+    build). A shard file of another plan is an error, or with ``overwrite`` removed and
+    rebuilt."""
+    entries, todo = [], []
+    for task in tasks:
+        try:
+            entry = existing_entry(task, out_dir)
+        except PrepareError:
+            if not overwrite:
+                raise
+            os.remove(os.path.join(out_dir, task.file_name))
+            entry = None
+        if entry is None:
+            todo.append(task)
+        else:
+            entries.append(entry)
+    return entries, todo
+
+
+def _report_unreadable(skips, echo, shown=20):
+    """Unreadable images are worth a line each on stderr (the first ``shown``)."""
+    unreadable = [s for s in skips if s.kind == SkipKind.IMAGE_UNREADABLE]
+    for skip in unreadable[:shown]:
+        echo("skipped %s: %s" % (skip.person, skip.reason), err=True)
+    if len(unreadable) > shown:
+        echo("... and %d more unreadable (see %s)" % (len(unreadable) - shown, SKIPPED_FILE),
+             err=True)

@@ -97,17 +97,6 @@ def val_keys():
     return [(p.annolist_index, p.person_index) for p in _split().persons]
 
 
-def val_head_boxes():
-    """(N, 4) head boxes x1, y1, x2, y2 of the validation persons, in val_keys() order."""
-    return np.array([p.head_box for p in _split().persons])
-
-
-def val_head_box(annolist_index, person_index):
-    """Head box of one validation person, or None if the person is not in the split."""
-    person = _split().by_key.get((int(annolist_index), int(person_index)))
-    return None if person is None else person.head_box.copy()
-
-
 def val_person(annolist_index, person_index):
     """The :class:`ValPerson` with this key, or None."""
     return _split().by_key.get((int(annolist_index), int(person_index)))

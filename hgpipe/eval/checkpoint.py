@@ -18,15 +18,13 @@ import re
 
 import numpy as np
 
-from hgpipe.config import load_config
+from hgpipe.config import RUN_CONFIG_FILE, describe_network, load_config
 from hgpipe.model.inference import INPUT_DTYPES, build_inference_graph, model_kwargs
 from hgpipe.tf_compat import import_tf
 
-CONFIG_FILE = "config.ini"  # what the trainer writes beside its checkpoints
 _CHECKPOINT_SUFFIXES = (".index", ".meta")
 _DATA_SUFFIX = re.compile(r"\.data-\d+-of-\d+$")
 _STEP = re.compile(r"-(\d+)$")
-_NETWORK_KEYS = ("nStacks", "nFeats", "nModules", "nLow", "tiny", "stem", "input_mean")
 
 
 class CheckpointError(ValueError):
@@ -100,10 +98,11 @@ def find_config(checkpoint_prefix, config_path=None):
         if not os.path.isfile(config_path):
             raise CheckpointError("%s: config file not found" % config_path)
         return config_path
-    beside = os.path.join(os.path.dirname(checkpoint_prefix) or ".", CONFIG_FILE)
+    beside = os.path.join(os.path.dirname(checkpoint_prefix) or ".", RUN_CONFIG_FILE)
     if not os.path.isfile(beside):
         raise CheckpointError("%s: no %s beside the checkpoint; pass --config with the "
-                              "config it was trained with" % (checkpoint_prefix, CONFIG_FILE))
+                              "config it was trained with"
+                              % (checkpoint_prefix, RUN_CONFIG_FILE))
     return beside
 
 
@@ -114,12 +113,7 @@ def load_checkpoint_config(checkpoint_prefix, config_path=None, overrides=()):
 
 # --------------------------------------------------------------------------- restoring
 
-def _describe_network(cfg):
-    net = cfg["Network"]
-    return ", ".join("%s=%s" % (key, net[key]) for key in _NETWORK_KEYS)
-
-
-def check_compatible(checkpoint_prefix, variables, cfg):
+def check_variables_in_checkpoint(checkpoint_prefix, variables, cfg):
     """Raise CheckpointError unless every variable exists in the checkpoint with its shape.
 
     Checked before restoring so that the message can say which variable differs and
@@ -149,7 +143,7 @@ def check_compatible(checkpoint_prefix, variables, cfg):
                                                                   different[0]))
         raise CheckpointError(
             "%s: does not match the config's network (%s): %s; pass the --config it was "
-            "trained with" % (checkpoint_prefix, _describe_network(cfg), "; ".join(problems)))
+            "trained with" % (checkpoint_prefix, describe_network(cfg), "; ".join(problems)))
 
 
 def _first_line(exc):
@@ -230,7 +224,7 @@ def load_model(checkpoint, cfg, batch_size=None, input_dtype="uint8"):
         images, heatmaps = build_inference_graph(
             model_kwargs(cfg), cfg["DataSetHG"]["img_size"], input_dtype, batch_size)
         variables = tf.global_variables()
-        check_compatible(prefix, variables, cfg)
+        check_variables_in_checkpoint(prefix, variables, cfg)
         saver = tf.train.Saver(variables)
     session = tf.Session(graph=graph)
     try:
@@ -238,7 +232,7 @@ def load_model(checkpoint, cfg, batch_size=None, input_dtype="uint8"):
     except tf.errors.NotFoundError as exc:
         session.close()
         raise CheckpointError("%s: does not match the config's network (%s): %s"
-                              % (prefix, _describe_network(cfg), _first_line(exc)))
+                              % (prefix, describe_network(cfg), _first_line(exc)))
     except tf.errors.OpError as exc:
         session.close()
         raise CheckpointError("%s: cannot restore: %s" % (prefix, _first_line(exc)))

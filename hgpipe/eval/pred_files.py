@@ -78,11 +78,6 @@ def load_predictions(path):
     return _load_mat_predictions(path)
 
 
-def read_predictions(path):
-    """Read any supported predictions file: float64 ``(N, 16, 2)``, 1-based image pixels."""
-    return load_predictions(path).coords
-
-
 def write_predictions(path, preds, annolist_index=None, person_index=None, attrs=None):
     """Write hgpipe's predictions file atomically (temp file in the same folder + rename).
 

@@ -14,8 +14,7 @@ import tempfile
 
 import numpy as np
 
-from hgpipe.config import load_config
-from hgpipe.eval.checkpoint import CONFIG_FILE
+from hgpipe.config import RUN_CONFIG_FILE, load_config
 from hgpipe.interop import families
 from hgpipe.interop.torch_file import read_torch_file
 from hgpipe.model.hourglass import build_hourglass
@@ -177,7 +176,7 @@ def import_weights(checkpoint, family, out_dir, mean="default", cfg=None):
             raise WeightImportError("%s: %s" % (checkpoint, exc))
         header = "# written by hgpipe import-weights --from %s from %s\n" % (
             family, os.path.basename(checkpoint))
-        with open(os.path.join(staging, CONFIG_FILE), "w") as handle:
+        with open(os.path.join(staging, RUN_CONFIG_FILE), "w") as handle:
             handle.write(header + cfg.to_ini())
         _check_target(out_dir)
         if os.path.isdir(out_dir):
@@ -186,7 +185,7 @@ def import_weights(checkpoint, family, out_dir, mean="default", cfg=None):
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {"checkpoint": os.path.join(out_dir, os.path.basename(path)),
-            "config": os.path.join(out_dir, CONFIG_FILE), "network": describe(model_kw),
+            "config": os.path.join(out_dir, RUN_CONFIG_FILE), "network": describe(model_kw),
             "tensors": len(values), "ignored": len(state) - len(values),
             "numbers": int(sum(v.size for v in values.values())),
             "input_mean": mean}

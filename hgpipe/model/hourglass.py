@@ -51,7 +51,7 @@ from hgpipe.joints import NUM_JOINTS
 from hgpipe.model import layers
 from hgpipe.tf_compat import import_tf
 
-tf = import_tf()
+tf = import_tf(lazy=True)  # TensorFlow is imported when a graph is built
 
 # Key names are the keyword names of build_hourglass, so ``build_hourglass(images,
 # is_training=..., **model_config(cfg))`` works; defaults are bearpaw's hg2 at 256 px.
@@ -62,7 +62,7 @@ MODEL_CONFIG_DEFAULTS = {
     "n_low": 4,
     "n_joints": NUM_JOINTS,
     "tiny": False,
-    "dropout_rate": 0.0,
+    "dropout_rate": 0.0,  # Newell's network; the config's default is the seed's 0.2
     "stem": "newell",
     "input_mean": None,
 }

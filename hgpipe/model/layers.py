@@ -15,7 +15,7 @@ import numpy as np
 
 from hgpipe.tf_compat import import_tf
 
-tf = import_tf()
+tf = import_tf(lazy=True)  # TensorFlow is imported when a graph is built
 
 # Torch's SpatialConvolution default init (the reference hg.lua trains with it):
 # U(-1/sqrt(fan_in), 1/sqrt(fan_in)) == variance scaling with scale 1/3, uniform.

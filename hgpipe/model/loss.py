@@ -14,7 +14,7 @@ underflow and sums over 64x64x16 maps lose precision.
 """
 from hgpipe.tf_compat import import_tf
 
-tf = import_tf()
+tf = import_tf(lazy=True)  # TensorFlow is imported when a graph is built
 
 
 def _check_compatible(heatmaps, targets, weights):

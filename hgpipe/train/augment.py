@@ -8,9 +8,9 @@ are done here, on the device, for free on the host (``[Train] device_flip``,
 * flip, probability 0.5 per sample (pose.lua:36, mpii.py:98): the [0,1] image and the
   target heatmaps are mirrored along the width (``tf.reverse``), and the joint channels
   and weights are swapped by :data:`hgpipe.joints.FLIP_PERMUTATION`. Exact in hgpipe's
-  pixel convention: crop pixel x is heatmap pixel (x - 1.5) / 4, so the mirrored crop
-  pixel S-1-x is heatmap pixel (S - 2.5 - x) / 4 = (H-1) - (x - 1.5) / 4 when S = 4H -- the
-  mirrored heatmap is the heatmap of the mirrored joints.
+  pixel convention (:mod:`hgpipe.codec`: mirroring a crop is mirroring its heatmap, with
+  no pixel shift) -- the mirrored heatmap is the heatmap of the mirrored joints, as
+  :func:`hgpipe.codec.flip_heatmaps` does on the host.
 * colour, per sample and channel a gain U(1-c, 1+c), then clamp to [0, 1] (pose.lua:40-42
   with c = 0.4; mpii.py:104-106 with c = 0.2), on the [0, 1] image before any mean
   subtraction (bearpaw subtracts its mean after the gain, mpii.py:110).

@@ -12,6 +12,10 @@ bounded queue and measures how long the training loop waited.
 Order is a pure function of (seed, epoch), so a resumed run continues with exactly the
 batch it would have seen next; ``rank``/``num_ranks`` split every epoch's batches between
 data-parallel workers (see :class:`ShardBatches`).
+
+Here an *epoch* is one data pass: every training sample once (less the few that do not
+fill a last batch). The config's ``nEpochs`` counts *step epochs* of ``epoch_size``
+steps instead (:mod:`hgpipe.config`); the two coincide only by accident.
 """
 import os
 import threading

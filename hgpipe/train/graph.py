@@ -14,7 +14,6 @@ from hgpipe.tf_compat import import_tf
 from hgpipe.train.augment import augment_on_device
 from hgpipe.train.devices import wrap_optimizer
 from hgpipe.train.distributed import scaled_learning_rate
-from hgpipe.train.optimizers import make_optimizer
 from hgpipe.train.schedules import learning_rate_tensor
 from hgpipe.joints import NUM_JOINTS
 
@@ -106,6 +105,9 @@ def build_train_graph(cfg, inputs, device="cpu", distributed=None):
     if distributed is not None:
         learning_rate = scaled_learning_rate(tf, learning_rate, global_step, distributed.size,
                                              train["lr_scaling"], train["lr_warmup_steps"])
+    # imported here: its torch-rule classes subclass tf.train.Optimizer, so importing
+    # the module imports TensorFlow (tests/test_imports.py: no import-time TensorFlow)
+    from hgpipe.train.optimizers import make_optimizer
     optimizer = wrap_optimizer(make_optimizer(train, learning_rate), device,
                                train["mixed_precision"], distributed)
     with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS)):

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from hgpipe import __version__, atomic, draw
 from hgpipe.codec import HeatmapCodec
+from hgpipe.config import NETWORK_KEYS, RUN_CONFIG_FILE, load_config
 from hgpipe.data import shards
 from hgpipe.eval.inference import predict_image_coords, read_val_inputs, run_batched
 from hgpipe.eval.pckh import score_pckh
@@ -27,11 +28,8 @@ from hgpipe.train.determinism import make_deterministic
 from hgpipe.train.devices import check_device, session_config
 from hgpipe.train.feeder import Prefetcher, ShardBatches
 from hgpipe.train.graph import DatasetInput, FeedInput, build_train_graph
-from hgpipe.train.optimizers import optimizer_state
 
-CONFIG_FILE = "config.ini"
 SUMMARY_FILE = "train_summary.json"
-_NETWORK_KEYS = ("nStacks", "nFeats", "nModules", "nLow", "tiny", "stem", "input_mean")
 
 
 class TrainingError(RuntimeError):
@@ -63,11 +61,11 @@ class _StopSignal(object):
 
 def _check_logdir_config(cfg, logdir):
     """A logdir belongs to one network and optimizer: refuse to resume another."""
-    from hgpipe.config import load_config
-    path = os.path.join(logdir, CONFIG_FILE)
+    from hgpipe.train.optimizers import optimizer_state  # imports TensorFlow (see graph.py)
+    path = os.path.join(logdir, RUN_CONFIG_FILE)
     if os.path.isfile(path):
         previous = load_config(path)
-        for key in _NETWORK_KEYS:
+        for key in NETWORK_KEYS:
             if previous["Network"][key] != cfg["Network"][key]:
                 raise TrainingError(
                     "%s: this logdir trained a network with %s=%r, the config asks for %r; "
@@ -100,6 +98,23 @@ class _NoWriter(object):
 
     def close(self):
         pass
+
+
+class _RunState(object):
+    """What one ``Trainer.run`` carries from step to step: where it is, the last step's
+    results, and the timings and losses the report is made of."""
+
+    def __init__(self, step, start_position, restored, writer, bar, batches):
+        self.step = self.first_step = step
+        self.start_position = start_position  # data (pass, batch) at the start
+        self.position = start_position        # data position after the last step's batch
+        self.restored = restored              # checkpoint resumed from, or None
+        self.last_checkpoint = restored
+        self.status = "completed"
+        self.writer, self.bar, self.batches = writer, bar, batches
+        self.loss = self.learning_rate = self.stack_losses = self.step_seconds = None
+        self.any_stop = False                 # some rank got a stop signal this step
+        self.step_times, self.step_waits, self.losses, self.history = [], [], [], []
 
 
 class Trainer(object):
@@ -235,7 +250,7 @@ class Trainer(object):
             if not os.path.isdir(self.logdir):
                 os.makedirs(self.logdir)
             _check_logdir_config(self.cfg, self.logdir)
-            atomic.write_text(os.path.join(self.logdir, CONFIG_FILE), self.cfg.to_ini())
+            atomic.write_text(os.path.join(self.logdir, RUN_CONFIG_FILE), self.cfg.to_ini())
             self.validation = self._load_validation()
         started = time.time()
         graph = tf.Graph()
@@ -254,117 +269,73 @@ class Trainer(object):
                 self.reader.close()
 
     def _loop(self, tf, sess, started):
+        """Steps until ``total_steps`` or a stop signal, then the final checkpoint and the
+        report. Each part is one method: :meth:`_start`, :meth:`_step`,
+        :meth:`_periodic` (log, save, validate), :meth:`_save_final`, :meth:`_report`."""
+        run = self._start(tf, sess)
+        try:
+            with _StopSignal() as stop:
+                while run.step < self.total_steps:
+                    if stop.received and self.dist.size == 1:
+                        run.status = "interrupted"
+                        break
+                    self._step(tf, sess, run, stop)
+                    self._periodic(tf, sess, run)
+                    if run.any_stop:  # some rank got a signal: all stop after this step
+                        run.status = "interrupted"
+                        break
+            self._save_final(sess, run)
+        finally:
+            run.bar.close()
+            self.prefetcher.close()
+        return self._report(tf, sess, run, time.time() - started)
+
+    def _start(self, tf, sess):
+        """Restore (or initialise), read the step and data position, open the summary
+        writer (rank 0 only), the prefetcher and the progress bar."""
         g = self.graph
         restored = self._restore_or_init(tf, sess)
-        step, epoch, batch = (int(v) for v in sess.run([g.global_step, g.epoch, g.batch]))
-        first_step = step
+        # the data position: a data pass (the feeder's "epoch") and a batch within it
+        step, data_pass, batch = (int(v) for v in sess.run([g.global_step, g.epoch, g.batch]))
         writer = tf.summary.FileWriter(os.path.join(self.logdir, "train"),
                                        graph=None if restored else tf.get_default_graph()) \
             if self.dist.is_chief else _NoWriter()
-        self.prefetcher = Prefetcher(self.reader.forever(epoch, batch),
+        self.prefetcher = Prefetcher(self.reader.forever(data_pass, batch),
                                      capacity=self.cfg["Train"]["prefetch_batches"])
-        self._last_position = (epoch, batch)
-        batches = self._batches() if self.input_mode == "feed" else None
-        train_cfg, val_cfg, saver_cfg = self.cfg["Train"], self.cfg["Validation"], self.cfg["Saver"]
-        fetches = [g.train_op, g.loss, g.stack_losses, g.learning_rate, g.global_step,
-                   self.rank_ops.any_stop]
-        step_times, step_waits, losses, history = [], [], [], []
-        last_checkpoint = restored
-        status = "completed"
+        self._last_position = (data_pass, batch)
         bar = tqdm(total=self.total_steps, initial=step, unit="step", desc="train",
                    dynamic_ncols=True, disable=not self.progress or None)
-        try:
-            with _StopSignal() as stop:
-                while step < self.total_steps:
-                    if stop.received and self.dist.size == 1:
-                        status = "interrupted"
-                        break
-                    t0 = time.perf_counter()
-                    waited_before = self.prefetcher.wait_seconds
-                    if batches is not None:
-                        data_epoch, data_batch, data = next(batches)
-                        feed = self.inputs.feed(data)
-                    else:
-                        feed = {}
-                    if stop.received:
-                        feed[self.rank_ops.stop_flag] = [1.0]
-                    _, loss, stack_losses, lr, step, any_stop = self._step(
-                        tf, sess, fetches, feed, last_checkpoint)
-                    step, loss = int(step), float(loss)
-                    position = (self._last_position[0], self._last_position[1] + 1)
-                    dt = time.perf_counter() - t0
-                    if not math.isfinite(loss):
-                        raise TrainingError(
-                            "loss became %s at step %d; stopped without saving - the last "
-                            "good checkpoint is %s" % (loss, step, last_checkpoint or "none"))
-                    step_times.append(dt)
-                    step_waits.append(self.prefetcher.wait_seconds - waited_before)
-                    losses.append(float(loss))
-                    bar.update(1)
-                    if step % train_cfg["log_every"] == 0 or step == self.total_steps:
-                        rate, wait = self._rates(step_times, step_waits)
-                        bar.set_postfix(loss="%.5f" % loss, img_s="%.1f" % rate,
-                                        wait="%.1f%%" % (100 * wait))
-                        values = {"loss/total": loss, "learning_rate": lr,
-                                  "perf/images_per_sec": rate, "perf/input_wait_fraction": wait,
-                                  "perf/step_time_ms": 1000 * dt}
-                        values.update(("loss/stack%d" % i, v) for i, v in enumerate(stack_losses))
-                        writer.add_summary(_scalar_summary(tf, values), step)
-                    if step % saver_cfg["saver_step"] == 0 and self.dist.is_chief:
-                        last_checkpoint = self._save(sess, *position)
-                    if self.validation and step % val_cfg["validate_every"] == 0:
-                        history.append(self._log_validation(tf, sess, writer, step, bar))
-                    if any_stop[0] > 0:  # some rank got a signal: all stop after this step
-                        status = "interrupted"
-                        break
-            final_position = (self._last_position[0], self._last_position[1] + 1) \
-                if step > first_step else (epoch, batch)
-            if (step > first_step or not restored) and self.dist.is_chief:
-                last_checkpoint = self._save(sess, *final_position)
-        finally:
-            bar.close()
-            self.prefetcher.close()
-        duration = time.time() - started
-        if status == "interrupted" and self.dist.is_chief:
-            self.echo("stopped by signal at step %d; checkpoint saved: %s (rerun the same "
-                      "command to resume)" % (step, last_checkpoint))
-        if self.validation and status == "completed" and (
-                not history or history[-1]["step"] != step):
-            history.append(self._log_validation(tf, sess, writer, step, None))
-        montage = self._prediction_montage(sess) if self.validation else None
-        if montage is not None:
-            writer.add_summary(_image_summary(tf, "val/predictions", montage), step)
-        writer.close()
-        rate, wait = self._rates(step_times, step_waits)
-        per_rank = self._gather_rank_stats(sess, rate, wait, step_times)
-        rate, wait = distributed.global_throughput(per_rank, self.batch_size)
-        if self.dist.size > 1:
-            self.echo("%s: %.2f images/sec on this rank, input wait %.1f%%"
-                      % (self.dist.describe(), per_rank[self.dist.rank]["images_per_sec"],
-                         100 * per_rank[self.dist.rank]["input_wait_fraction"]))
-        summary = {
-            "status": status, "steps_run": len(step_times), "global_step": step,
-            "total_steps": self.total_steps, "batch_size": self.batch_size,
-            "ranks": self.dist.size, "distributed": self.dist.name,
-            "global_batch_size": self.batch_size * self.dist.size, "per_rank": per_rank,
-            "images_per_sec": rate, "input_wait_fraction": wait,
-            "step_time_ms_median": 1000 * float(np.median(step_times)) if step_times else None,
-            "first_loss": losses[0] if losses else None,
-            "final_loss": float(np.mean(losses[-10:])) if losses else None,
-            "validation": history, "checkpoint": last_checkpoint,
-            "e2e_seconds": duration, "device": self.device, "input_mode": self.input_mode,
-            "tensorflow": tf.__version__, "hgpipe": __version__,
-            "python": "%d.%d.%d" % sys.version_info[:3],
-        }
-        if self.dist.is_chief:  # rank 0 alone writes and prints the ModelZoo lines
-            atomic.write_json(os.path.join(self.logdir, SUMMARY_FILE), summary)
-            self.echo("Final Performance images/sec : %.2f" % rate)
-            self.echo("E2E Training Duration sec : %d" % round(duration))
-        return summary
+        batches = self._batches() if self.input_mode == "feed" else None
+        return _RunState(step, (data_pass, batch), restored, writer, bar, batches)
 
-    def _step(self, tf, sess, fetches, feed, last_checkpoint):
-        """One training step; with several ranks, a failed collective (a rank died or
-        stopped) becomes one clear error instead of a traceback."""
+    def _step(self, tf, sess, run, stop):
+        """One training step, timed from asking for its batch to the end of its
+        ``Session.run``; a non-finite loss stops the run before anything is saved. A
+        stop signal on this rank is passed to every rank with the step."""
+        g = self.graph
+        t0 = time.perf_counter()
+        waited_before = self.prefetcher.wait_seconds
+        feed = self.inputs.feed(next(run.batches)[2]) if run.batches is not None else {}
+        if stop.received:
+            feed[self.rank_ops.stop_flag] = [1.0]
+        _, loss, run.stack_losses, run.learning_rate, step, any_stop = self._run_step(
+            tf, sess, [g.train_op, g.loss, g.stack_losses, g.learning_rate, g.global_step,
+                       self.rank_ops.any_stop], feed, run.last_checkpoint)
+        run.step, run.loss, run.any_stop = int(step), float(loss), any_stop[0] > 0
+        run.position = self._position_after_last_batch()
+        run.step_seconds = time.perf_counter() - t0
+        if not math.isfinite(run.loss):
+            raise TrainingError(
+                "loss became %s at step %d; stopped without saving - the last good "
+                "checkpoint is %s" % (run.loss, run.step, run.last_checkpoint or "none"))
+        run.step_times.append(run.step_seconds)
+        run.step_waits.append(self.prefetcher.wait_seconds - waited_before)
+        run.losses.append(run.loss)
+        run.bar.update(1)
+
+    def _run_step(self, tf, sess, fetches, feed, last_checkpoint):
+        """``sess.run`` of one training step; with several ranks, a failed collective (a
+        rank died or stopped) becomes one clear error instead of a traceback."""
         if self.dist.size == 1:
             return sess.run(fetches, feed)
         try:
@@ -377,6 +348,83 @@ class Trainer(object):
                 % (self.dist.describe(), type(exc).__name__,
                    str(exc.message).strip().splitlines()[0] if exc.message else "",
                    last_checkpoint or "none"))
+
+    def _periodic(self, tf, sess, run):
+        """What happens every so many steps: log, checkpoint (rank 0), validate."""
+        if run.step % self.cfg["Train"]["log_every"] == 0 or run.step == self.total_steps:
+            self._log_step(tf, run)
+        if run.step % self.cfg["Saver"]["saver_step"] == 0 and self.dist.is_chief:
+            run.last_checkpoint = self._save(sess, *run.position)
+        if self.validation and run.step % self.cfg["Validation"]["validate_every"] == 0:
+            run.history.append(self._log_validation(tf, sess, run.writer, run.step, run.bar))
+
+    def _log_step(self, tf, run):
+        rate, wait = self._rates(run.step_times, run.step_waits)
+        run.bar.set_postfix(loss="%.5f" % run.loss, img_s="%.1f" % rate,
+                            wait="%.1f%%" % (100 * wait))
+        values = {"loss/total": run.loss, "learning_rate": run.learning_rate,
+                  "perf/images_per_sec": rate, "perf/input_wait_fraction": wait,
+                  "perf/step_time_ms": 1000 * run.step_seconds}
+        values.update(("loss/stack%d" % i, v) for i, v in enumerate(run.stack_losses))
+        run.writer.add_summary(_scalar_summary(tf, values), run.step)
+
+    def _save_final(self, sess, run):
+        """The end-of-run checkpoint (rank 0; also after a stop signal), unless nothing
+        changed since the one restored."""
+        if (run.step > run.first_step or not run.restored) and self.dist.is_chief:
+            position = self._position_after_last_batch() if run.step > run.first_step \
+                else run.start_position
+            run.last_checkpoint = self._save(sess, *position)
+
+    def _position_after_last_batch(self):
+        """Data (pass, batch) after the last batch taken: where a checkpoint resumes."""
+        return self._last_position[0], self._last_position[1] + 1
+
+    def _report(self, tf, sess, run, duration):
+        """After the loop: the final validation and montage, the ranks' throughput,
+        ``train_summary.json`` and the ModelZoo lines (rank 0); returns the summary."""
+        if run.status == "interrupted" and self.dist.is_chief:
+            self.echo("stopped by signal at step %d; checkpoint saved: %s (rerun the same "
+                      "command to resume)" % (run.step, run.last_checkpoint))
+        if self.validation and run.status == "completed" and (
+                not run.history or run.history[-1]["step"] != run.step):
+            run.history.append(self._log_validation(tf, sess, run.writer, run.step, None))
+        if self.validation:
+            run.writer.add_summary(
+                _image_summary(tf, "val/predictions", self._prediction_montage(sess)),
+                run.step)
+        run.writer.close()
+        summary = self._summary(tf, sess, run, duration)
+        if self.dist.is_chief:  # rank 0 alone writes and prints the ModelZoo lines
+            atomic.write_json(os.path.join(self.logdir, SUMMARY_FILE), summary)
+            self.echo("Final Performance images/sec : %.2f" % summary["images_per_sec"])
+            self.echo("E2E Training Duration sec : %d" % round(duration))
+        return summary
+
+    def _summary(self, tf, sess, run, duration):
+        """The summary dict; gathering the ranks' figures is a collective (every rank)."""
+        rate, wait = self._rates(run.step_times, run.step_waits)
+        per_rank = self._gather_rank_stats(sess, rate, wait, run.step_times)
+        rate, wait = distributed.global_throughput(per_rank, self.batch_size)
+        if self.dist.size > 1:
+            self.echo("%s: %.2f images/sec on this rank, input wait %.1f%%"
+                      % (self.dist.describe(), per_rank[self.dist.rank]["images_per_sec"],
+                         100 * per_rank[self.dist.rank]["input_wait_fraction"]))
+        times, losses = run.step_times, run.losses
+        return {
+            "status": run.status, "steps_run": len(times), "global_step": run.step,
+            "total_steps": self.total_steps, "batch_size": self.batch_size,
+            "ranks": self.dist.size, "distributed": self.dist.name,
+            "global_batch_size": self.batch_size * self.dist.size, "per_rank": per_rank,
+            "images_per_sec": rate, "input_wait_fraction": wait,
+            "step_time_ms_median": 1000 * float(np.median(times)) if times else None,
+            "first_loss": losses[0] if losses else None,
+            "final_loss": float(np.mean(losses[-10:])) if losses else None,
+            "validation": run.history, "checkpoint": run.last_checkpoint,
+            "e2e_seconds": duration, "device": self.device, "input_mode": self.input_mode,
+            "tensorflow": tf.__version__, "hgpipe": __version__,
+            "python": "%d.%d.%d" % sys.version_info[:3],
+        }
 
     def _gather_rank_stats(self, sess, rate, wait, step_times):
         """Every rank's throughput figures (a list of dicts, by rank), via the backend."""

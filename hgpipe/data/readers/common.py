@@ -5,8 +5,10 @@ import os
 import numpy as np
 
 from hgpipe.data import split as val_split
+from hgpipe.data.schema import SPLITS
 
-SPLITS = (None, "train", "val")
+# a reader's ``split=`` argument: every record (None), or one of the shard splits
+SPLIT_FILTERS = (None,) + SPLITS
 
 
 class AnnotationError(ValueError):
@@ -19,7 +21,7 @@ def source_name(path):
 
 
 def check_split(split):
-    if split not in SPLITS:
+    if split not in SPLIT_FILTERS:
         raise ValueError("split must be one of None, 'train', 'val'; got %r" % (split,))
 
 
@@ -53,14 +55,21 @@ def mark_by_key(record, path):
 
 
 def mark_by_match(records, use_center=True):
-    """Set is_validation, indices and head box for records without official indices."""
+    """Set is_validation, indices and head box for records without official indices.
+
+    A record that matches no validation person is a training record, unless its image
+    is a validation image: the split never mixes an image, so such a record is most
+    likely a validation person whose annotation differs a little, and training on it
+    would leak validation data. It is left out (in neither split).
+    """
     matches = val_split.match_val_people(
         [(r.image_name, r.center if use_center else None, r.joints, r.annotated)
          for r in records])
     marked = []
     for record, person in zip(records, matches):
         if person is None:
-            marked.append(record._replace(is_validation=False))
+            if not val_split.is_val_image(record.image_name):
+                marked.append(record._replace(is_validation=False))
             continue
         head_box = record.head_box if record.head_box is not None else person.head_box.copy()
         marked.append(record._replace(is_validation=True, head_box=head_box,

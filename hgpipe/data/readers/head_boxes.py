@@ -34,10 +34,3 @@ def read_head_boxes(path):
                              "[x1, y1, x2, y2] with x1 < x2 and y1 < y2" % (path, key))
         boxes[index] = box
     return boxes
-
-
-def attach_head_boxes(records, boxes):
-    """Give PersonRecords without a head box theirs from :func:`read_head_boxes` output."""
-    return [r if r.head_box is not None or (r.annolist_index, r.person_index) not in boxes
-            else r._replace(head_box=boxes[(r.annolist_index, r.person_index)].copy())
-            for r in records]
