@@ -27,7 +27,7 @@ def _horovod():
     return os.path.join(os.path.dirname(sys.executable), "horovodrun")
 
 
-def horovodrun(args, timeout=300, env=None, **popen):
+def horovodrun(args, timeout=900, env=None, **popen):
     """``horovodrun -np 2 -H localhost:2 --gloo`` + args; the finished process."""
     # run as `python horovodrun`: the script's #! names the venv's build-time folder
     cmd = [sys.executable, _horovod(), "-np", "2", "-H", "localhost:2", "--gloo"] + list(args)
@@ -96,6 +96,7 @@ def test_averaged_gradient_equals_union_batch_gradient(tmp_path):
         feed = {images: np.concatenate([h["images"] for h in halves]),
                 heatmaps: np.concatenate([h["heatmaps"] for h in halves])}
         with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())  # moving statistics: 0 and 1
             for v in variables:
                 v.load(ranks[0]["before/" + v.name], sess)
             union = sess.run(gradients, feed)
