@@ -2,7 +2,7 @@
 
 TensorFlow is deliberately not a hard requirement: Ascend images ship their own TF 1.15
 build with npu_bridge, which pip must not replace. Pick an extra instead:
-``pip install hgpipe[cpu]`` or ``hgpipe[gpu]``.
+``hgpipe[tf115]`` (Python 3.7, TF 1.15.0), ``hgpipe[cpu]`` or ``hgpipe[gpu]`` (TF 2.x).
 """
 import os
 import re
@@ -32,10 +32,22 @@ setup(
         "scipy>=1.3",
     ],
     extras_require={
-        # TF 1.15 on Python 3.7 (Ascend's target), or any TF 2.x through tf.compat.v1
-        "cpu": ["tensorflow-cpu>=1.15"],
-        "gpu": ["tensorflow>=1.15"],
+        # Python 3.7 only: the runtime Ascend images ship, with the versions bin/test's py37
+        # lane installs (requirements/py37-tf115.txt; tests/test_install.py checks they agree)
+        "tf115": ["tensorflow-cpu==1.15.0", "numpy==1.18.5", "protobuf==3.20.3",
+                  "h5py==3.8.0", "scipy==1.7.3", "opencv-python-headless==4.8.1.78",
+                  "click==8.1.8"],
+        # Python 3.8+: current TF 2.x through tf.compat.v1, as the py311 lane; 2.12 is the
+        # oldest tested (there is none for Python 3.7: pip stops and names it; use tf115)
+        "cpu": ["tensorflow-cpu>=2.12"],
+        "gpu": ["tensorflow>=2.12"],
         "test": ["pytest"],
+        # only for `hgpipe export --onnx`; on Python 3.7 the py37 lane's versions
+        # (onnxruntime 1.10.0 is the newest that accepts numpy 1.18)
+        "onnx": ["tf2onnx==1.14.0; python_version < '3.8'",
+                 "onnx==1.14.1; python_version < '3.8'",
+                 "onnxruntime==1.10.0; python_version < '3.8'",
+                 "tf2onnx; python_version >= '3.8'", "onnxruntime; python_version >= '3.8'"],
     },
     entry_points={"console_scripts": ["hgpipe=hgpipe.cli:main"]},
     classifiers=[

@@ -51,11 +51,26 @@ def heatmap_overlay(image_rgb, heatmaps, alpha=0.6):
     return (image_rgb * (1.0 - weight) + colored * weight).astype(np.uint8)
 
 
-def put_label(image_rgb, text, origin=(4, 14), scale=0.4):
-    canvas = image_rgb.copy()
-    cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
-                cv2.LINE_AA)
+def put_label(image_rgb, text, scale=0.4, margin=3):
+    """Copy of ``image_rgb`` with ``text`` (lines split on newlines) in its top-left
+    corner, white on a dark band, each line shrunk to fit the image width.
+
+    One thin stroke on an opaque band, not a thick outline under a thin stroke: OpenCV
+    advances each Hershey glyph by the stroke thickness, so a thick outline drifts away
+    from the thin text along the line and the two overprint into a smudge.
+    """
+    canvas = np.ascontiguousarray(image_rgb).copy()
+    font, y = cv2.FONT_HERSHEY_SIMPLEX, 0
+    for line in text.split("\n"):
+        (w, h), base = cv2.getTextSize(line, font, scale, 1)
+        fit = min(scale, scale * (canvas.shape[1] - 2 * margin) / float(max(w, 1)))
+        (w, h), base = cv2.getTextSize(line, font, fit, 1)
+        top, bottom = y, y + h + base + 2 * margin
+        band = canvas[top:bottom, :w + 2 * margin]
+        band[...] = (band * 0.25).astype(np.uint8)
+        cv2.putText(canvas, line, (margin, y + margin + h), font, fit, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+        y = bottom
     return canvas
 
 

@@ -100,3 +100,13 @@ def prepare_synthetic_shards(tmp_path_factory, n_images, seed, *settings):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     return out
+
+
+def pytest_collection_finish(session):
+    """Start test_install's pip resolves (network-bound, about a minute) in the background
+    when that module's tests are selected, so the wait overlaps the other tests."""
+    if any(item.module.__name__ == "test_install" for item in session.items
+           if getattr(item, "module", None) is not None):
+        import test_install
+        if test_install.pip_can_report():
+            test_install.start_resolves()

@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
-from hgpipe.eval.decode import (
-    crop_to_heatmap, crop_to_image_coords, decode_heatmaps, flip_back, heatmap_to_crop,
-    heatmaps_to_image_coords, invert_affine)
+from hgpipe.codec import (
+    crop_to_heatmap, crop_to_image_coords, decode_heatmaps, flip_heatmaps, heatmap_to_crop,
+    heatmaps_to_image_coords)
+from hgpipe.data.transforms import invert_affine
 from hgpipe.joints import FLIP_PERMUTATION, L_WRIST, NUM_JOINTS, R_WRIST
 
 SIZE = 64
@@ -63,7 +64,7 @@ def test_decode_at_border_takes_no_step():
     assert coords[0, 2, 1] == pytest.approx(30.25)
 
 
-def test_flip_back_of_flipped_rendering_is_the_original():
+def test_flip_heatmaps_of_flipped_rendering_is_the_original():
     rng = np.random.RandomState(2)
     truth = rng.uniform(2, SIZE - 3, size=(3, NUM_JOINTS, 2))
     # What the network should output for the mirrored input: positions mirrored and
@@ -71,13 +72,13 @@ def test_flip_back_of_flipped_rendering_is_the_original():
     mirrored = truth.copy()
     mirrored[..., 0] = SIZE - 1 - mirrored[..., 0]
     flipped_output = render(mirrored[:, list(FLIP_PERMUTATION)])
-    np.testing.assert_allclose(flip_back(flipped_output), render(truth), atol=1e-12)
+    np.testing.assert_allclose(flip_heatmaps(flipped_output), render(truth), atol=1e-12)
     # Channel-level check: the right wrist comes back from the left wrist's channel.
-    back = flip_back(flipped_output)
+    back = flip_heatmaps(flipped_output)
     np.testing.assert_array_equal(back[..., R_WRIST], flipped_output[..., ::-1, L_WRIST])
-    np.testing.assert_array_equal(flip_back(back), flipped_output)
+    np.testing.assert_array_equal(flip_heatmaps(back), flipped_output)
     with pytest.raises(ValueError, match="16 joint channels"):
-        flip_back(np.zeros((1, 4, 4, 14)))
+        flip_heatmaps(np.zeros((1, 4, 4, 14)))
 
 
 def test_heatmap_crop_maps_follow_the_schema_and_invert():

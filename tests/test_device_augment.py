@@ -3,10 +3,10 @@ import os
 
 import numpy as np
 
+from hgpipe.codec import crop_to_heatmap, render_heatmaps
 from hgpipe.config import load_config
 from hgpipe.data.records import make_record
-from hgpipe.data.transforms import (PLAIN, Augmentation, crop_to_heatmap, make_sample,
-                                    render_heatmaps)
+from hgpipe.data.transforms import PLAIN, Augmentation, make_sample
 from hgpipe.joints import FLIP_PERMUTATION
 from hgpipe.tf_compat import import_tf
 

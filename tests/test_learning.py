@@ -26,11 +26,21 @@ def demo_shards(tmp_path_factory):
     return out
 
 
-def test_tiny_model_learns_demo_data(demo_shards, tmp_path):
+# tiny.cfg's own rule (TF's RMSProp, decay 0.9), and torch.optim.RMSprop's with its default
+# alpha 0.99 at the same lr: measured 48% and 56% val PCKh@0.5 after 300 steps (py311/TF 2.21)
+OPTIMIZERS = {"rmsprop_tf": [],
+              "rmsprop_torch": ["Train.optimizer=rmsprop_torch", "Train.rmsprop_decay=0.99"]}
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_tiny_model_learns_demo_data(demo_shards, tmp_path, optimizer):
     logdir = str(tmp_path / "run")
+    settings = []
+    for item in OPTIMIZERS[optimizer]:
+        settings += ["--set", item]
     result = CliRunner().invoke(main, [
         "train", "--config", TINY_CFG, "--data", demo_shards, "--logdir", logdir,
-        "--steps", str(STEPS), "--set", "Validation.validate_every=%d" % STEPS])
+        "--steps", str(STEPS), "--set", "Validation.validate_every=%d" % STEPS] + settings)
     assert result.exit_code == 0, result.output
     summary = json.load(open(os.path.join(logdir, "train_summary.json")))
     # measured (py311/TF 2.21 and py37/TF 1.15): loss 0.13-0.15 -> ~0.03,

@@ -160,7 +160,7 @@ def run_tf(train, fixtures, dtype, lr, steps=None, wrap=None, checkpoint_at=None
                 if stop != steps:
                     saver.save(sess, str(tmp_path / "ckpt"))
                 counts.extend(sess.run(v) for v in tf.global_variables()
-                              if v.op.name.endswith("/step") or v.op.name == "step")
+                              if v.op.name == "AdamTorch_step")
         start = stop
     return [np.stack(t) for t in trace], counts
 
@@ -257,3 +257,43 @@ def test_settings_an_optimizer_cannot_honour_are_refused(values, words):
         make_optimizer(Config({"Train": values})["Train"], 1e-3)
     assert all(word in str(err.value) for word in words)
     assert len(str(err.value).splitlines()) == 1
+
+
+def test_trainer_resumes_adam_step_and_refuses_another_optimizer(tmp_path_factory, tmp_path):
+    """`hgpipe train` with adam_torch: the step count is checkpointed and continued on
+    resume; resuming the logdir with another optimizer is refused in one line naming
+    both settings, and nothing in the logdir changes."""
+    from conftest import cli_runner, prepare_synthetic_shards
+    from hgpipe.cli import main
+    from hgpipe.tf_compat import import_tf
+    tf = import_tf()
+    shards = prepare_synthetic_shards(tmp_path_factory, 3, 5, "Prepare.variants=2")
+    logdir = str(tmp_path / "run")
+    settings = ["Network.nStacks=1", "Network.nFeats=16", "Network.nLow=1",
+                "Train.batch_size=2", "Validation.validate_every=0", "Saver.saver_step=100"]
+
+    def train(steps, optimizer):
+        args = ["train", "--data", shards, "--logdir", logdir, "--steps", str(steps),
+                "--set", "Train.optimizer=" + optimizer]
+        for item in settings:
+            args += ["--set", item]
+        return cli_runner().invoke(main, args, catch_exceptions=False)
+
+    def adam_steps(step):
+        reader = tf.train.load_checkpoint(os.path.join(logdir, "model.ckpt-%d" % step))
+        return reader.get_tensor("AdamTorch_step")
+
+    assert train(2, "adam_torch").exit_code == 0
+    assert adam_steps(2) == 2.0
+    result = train(3, "adam_torch")
+    assert result.exit_code == 0 and "resumed from" in result.output
+    assert adam_steps(3) == 3.0
+    config_before = open(os.path.join(logdir, "config.ini")).read()
+    result = train(4, "rmsprop_torch")
+    assert result.exit_code == 1
+    message = result.stderr.strip().splitlines()
+    assert len(message) == 1
+    assert "optimizer=adam_torch" in message[0] and "optimizer=rmsprop_torch" in message[0]
+    assert "config.ini" in message[0]
+    assert not os.path.exists(os.path.join(logdir, "model.ckpt-4.index"))
+    assert open(os.path.join(logdir, "config.ini")).read() == config_before

@@ -197,7 +197,7 @@ class EquivariantOracle(object):
 
     def __init__(self, shards_dir, batch_size):
         from hgpipe.data import shards
-        from hgpipe.eval.decode import flip_back
+        from hgpipe.codec import flip_heatmaps
         self.lookup = {}
         for path in shards.shard_paths(shards_dir, "val"):
             with h5py.File(path, "r") as shard:
@@ -205,7 +205,7 @@ class EquivariantOracle(object):
                     target = target.astype(np.float32) / 255.0
                     self.lookup[image.tobytes()] = target
                     self.lookup[np.ascontiguousarray(image[:, ::-1]).tobytes()] = \
-                        flip_back(target)
+                        flip_heatmaps(target)
         self.input_size = 64
         self.batch_size = batch_size
 
@@ -243,8 +243,8 @@ def test_predict_shards_maps_heatmap_peaks_back_to_image_pixels(val_shards):
 
 
 def test_pck_checkpoint_writes_predictions_and_scores(val_shards, logdir, tmp_path):
-    from hgpipe.data.transforms import apply_affine, heatmap_to_crop
-    from hgpipe.eval.decode import decode_heatmaps, flip_back
+    from hgpipe.codec import decode_heatmaps, flip_heatmaps, heatmap_to_crop
+    from hgpipe.data.transforms import apply_affine
     from hgpipe.eval.inference import read_val_inputs
     from hgpipe.eval.pred_files import load_predictions, read_ground_truth
     json_a = str(tmp_path / "a.json")
@@ -269,7 +269,7 @@ def test_pck_checkpoint_writes_predictions_and_scores(val_shards, logdir, tmp_pa
     images, affines = read_val_inputs(val_shards)
     both = checkpoint_outputs(resolve_checkpoint(logdir),
                               np.concatenate([images, images[:, :, ::-1]]))
-    heatmaps = 0.5 * (both[:5] + flip_back(both[5:]))
+    heatmaps = 0.5 * (both[:5] + flip_heatmaps(both[5:]))
     coords, _ = decode_heatmaps(heatmaps)
     crop = heatmap_to_crop(coords, 64, 16)
     expected = np.stack([apply_affine(a, c) for a, c in zip(affines, crop)])

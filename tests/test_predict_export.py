@@ -192,7 +192,7 @@ def test_predict_center_scale_matches_the_checkpoint_on_the_training_crop(
     """Independent path: prepare's crop -> model -> decode -> crop_to_image."""
     from hgpipe.data.images import decode_image
     from hgpipe.data.records import make_record
-    from hgpipe.eval.decode import decode_heatmaps, heatmap_to_crop
+    from hgpipe.codec import decode_heatmaps, heatmap_to_crop
     entry = val_entries[1]
     path = os.path.join(shared_mpii, "images", "val", entry["image"])
     out = str(tmp_path / "out")

@@ -15,11 +15,12 @@ from click.testing import CliRunner
 
 from conftest import REPO_ROOT, cli_runner, make_synthetic_mpii
 from hgpipe.cli import main
+from hgpipe.codec import (HEATMAP_SCALE, heatmap_to_crop, quantize_heatmaps,
+                          render_heatmaps)
 from hgpipe.data import schema
 from hgpipe.data.shards import (file_crc32, file_sha256, load_manifest, shard_paths,
                                 verify_checksums)
-from hgpipe.data.transforms import (apply_affine, heatmap_to_crop, quantize_heatmaps,
-                                    render_heatmaps)
+from hgpipe.data.transforms import apply_affine
 from hgpipe.joints import FLIP_PERMUTATION
 
 SMALL = ["--set", "Prepare.variants=3", "--set", "Prepare.shard_size=8",
@@ -83,7 +84,7 @@ def test_schema_manifest_and_geometry(synthetic, tmp_path):
     for i in range(len(train["images"])):
         full = render_heatmaps(train["joints"][i], train["weights"][i], 16, sigma)
         assert np.array_equal(train["heatmaps"][i],
-                              quantize_heatmaps(full, schema.HEATMAP_SCALE))
+                              quantize_heatmaps(full, HEATMAP_SCALE))
     assert train["heatmaps"].any()
     val = read_split(out, "val")
     assert not val["flipped"].any() and not val["rotation"].any()

@@ -7,10 +7,10 @@ any error left is the geometry's (the frames, the flip, the rotation), not the d
 import numpy as np
 import pytest
 
+from hgpipe.codec import heatmap_to_crop, heatmaps_to_image_coords
 from hgpipe.data.records import make_record
-from hgpipe.data.transforms import (PLAIN, Augmentation, apply_affine, heatmap_to_crop,
-                                    hourglass_box, image_to_crop_affine, make_sample)
-from hgpipe.eval.decode import heatmaps_to_image_coords
+from hgpipe.data.transforms import (PLAIN, Augmentation, apply_affine, hourglass_box,
+                                    image_to_crop_affine, make_sample)
 from hgpipe.joints import FLIP_PERMUTATION
 
 

@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
+from hgpipe.codec import (crop_to_heatmap, heatmap_to_crop, quantize_heatmaps,
+                          render_heatmaps, render_quantized_heatmaps)
 from hgpipe.config import load_config
 from hgpipe.data.records import make_record
 from hgpipe.data.transforms import (PLAIN, Augmentation, apply_affine, bgr_to_rgb_with_gains,
-                                    crop_to_heatmap, heatmap_to_crop, hourglass_box,
-                                    make_sample, person_rng, quantize_heatmaps,
-                                    render_heatmaps, render_quantized_heatmaps,
+                                    hourglass_box, make_sample, person_rng,
                                     sample_augmentation)
 from hgpipe.joints import FLIP_PERMUTATION
 

@@ -94,17 +94,22 @@ def time_device_augment_op(batch, input_size, heatmap_size, runs=50):
     graph = tf.Graph()
     with graph.as_default():
         rng = np.random.RandomState(0)
-        images = tf.constant(rng.uniform(size=(batch, input_size, input_size, 3)), tf.float32)
-        heatmaps = tf.constant(rng.uniform(size=(batch, heatmap_size, heatmap_size,
-                                                 NUM_JOINTS)), tf.float32)
-        weights = tf.constant(np.ones((batch, NUM_JOINTS)), tf.float32)
+        # variables, not constants: grappler would fold a reverse of a constant away
+        images = tf.Variable(rng.uniform(size=(batch, input_size, input_size, 3))
+                             .astype(np.float32))
+        heatmaps = tf.Variable(rng.uniform(size=(batch, heatmap_size, heatmap_size,
+                                                 NUM_JOINTS)).astype(np.float32))
+        weights = tf.Variable(np.ones((batch, NUM_JOINTS), np.float32))
         out = augment_on_device(images, heatmaps, weights, True, 0.2)
-        # reduce to scalars so the timing is the ops, not the copy of the result to numpy
-        fetch = tf.group(tf.reduce_sum(out.images), tf.reduce_sum(out.heatmaps),
-                         tf.reduce_sum(out.weights))
-        baseline = tf.group(tf.reduce_sum(images), tf.reduce_sum(heatmaps),
-                            tf.reduce_sum(weights))
+        # fetch scalar sums: the timing is the ops, not a copy of the result to numpy (and
+        # a tf.group of them would let grappler drop the unfetched work)
+        fetch = [tf.reduce_sum(out.images), tf.reduce_sum(out.heatmaps),
+                 tf.reduce_sum(out.weights)]
+        baseline = [tf.reduce_sum(images), tf.reduce_sum(heatmaps), tf.reduce_sum(weights)]
+        init = tf.global_variables_initializer()
         with tf.Session(graph=graph) as sess:
+            sess.run(init)
+
             def median_ms(op):
                 sess.run(op)
                 times = []

@@ -21,8 +21,11 @@ from hgpipe.cli.options import user_errors
 @click.option("--saved-model", "saved_model_dir", type=click.Path(file_okay=False),
               help="Also write a SavedModel here (tag 'serve', signature "
                    "'serving_default': images -> heatmaps); must not exist yet.")
+@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False),
+              help="Also write an ONNX model (opset 13; inputs 'input', output "
+                   "'heatmaps', as the .pb) via tf2onnx, which must be installed.")
 def export_command(checkpoint, config_path, out_path, input_dtype, batch_size,
-                   saved_model_dir):
+                   saved_model_dir, onnx_path):
     """Freeze the inference network of a checkpoint into one GraphDef file.
 
     Nodes: 'input' (N, S, S, 3) and 'heatmaps' (N, S/4, S/4, 16) float32, the final
@@ -36,6 +39,9 @@ def export_command(checkpoint, config_path, out_path, input_dtype, batch_size,
         if saved_model_dir and os.path.exists(saved_model_dir):
             raise export.ExportError("%s: already exists; give a new SavedModel folder"
                                      % saved_model_dir)
+        if onnx_path:  # before anything is written
+            from hgpipe.eval.onnx_export import require_tf2onnx
+            require_tf2onnx()
         with open_checkpoint(checkpoint, config_path, batch_size or None,
                              input_dtype) as model:
             frozen = export.write_frozen_graph(model, out_path)
@@ -48,3 +54,8 @@ def export_command(checkpoint, config_path, out_path, input_dtype, batch_size,
                 export.write_saved_model(model, saved_model_dir)
                 click.echo("wrote SavedModel %s (tag serve, signature serving_default: "
                            "images -> heatmaps)" % saved_model_dir)
+            if onnx_path:
+                from hgpipe.eval.onnx_export import OPSET, write_onnx
+                write_onnx(model, onnx_path)
+                click.echo("wrote ONNX %s (opset %d, input 'input', output 'heatmaps')"
+                           % (onnx_path, OPSET))

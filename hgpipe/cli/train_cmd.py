@@ -29,7 +29,8 @@ from hgpipe.data.shards import load_manifest
 @config_options
 def train_command(cfg, data_dir, logdir, device, steps, resume, input_mode,
                   distributed_backend):
-    """Train with RMSProp (lr 2.5e-4 x0.96 every 2000 steps by default).
+    """Train with [Train] optimizer and lr_schedule (default: TF's RMSProp, 2.5e-4 x0.96
+    every 2000 steps).
 
     A background thread reads shuffled shard batches ahead of the device; each step's
     wall time and input wait are measured. Checkpoints every [Saver] saver_step steps,
@@ -38,6 +39,9 @@ def train_command(cfg, data_dir, logdir, device, steps, resume, input_mode,
     """
     with user_errors():
         load_manifest(data_dir)  # a wrong --data fails here, before TensorFlow loads
+        if cfg["Train"]["deterministic"]:
+            from hgpipe.train.determinism import request_op_determinism
+            request_op_determinism()  # TensorFlow reads it once, at import
         from hgpipe.train.trainer import Trainer, TrainingError
         try:
             summary = Trainer(cfg, data_dir, logdir, device=device, steps=steps,

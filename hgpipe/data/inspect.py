@@ -6,8 +6,8 @@ import h5py
 import numpy as np
 
 from hgpipe import draw
+from hgpipe.codec import dequantize_heatmaps, heatmap_to_crop
 from hgpipe.data import schema, shards
-from hgpipe.data.transforms import heatmap_to_crop
 
 MIN_TILE = 192  # pixels: the smallest tile a person can read in a montage
 
@@ -66,11 +66,11 @@ def sample_tiles(shards_dir, split="train", count=8, seed=0):
                                interpolation=cv2.INTER_NEAREST)
             weights = shard["weights"][i]
             joints = heatmap_to_crop(shard["joints"][i], size, hm) * zoom + (zoom - 1) / 2.0
-            heat = shard["heatmaps"][i].astype(np.float32) / manifest["heatmap_scale"]
-            label = "%s p%d%s r%+.0f s%.2f" % (
-                shard["image_name"][i].decode("utf-8")[:13], shard["person_index"][i],
-                " flip" if shard["flipped"][i] else "", shard["rotation"][i],
-                shard["scale"][i])
+            heat = dequantize_heatmaps(shard["heatmaps"][i], manifest["heatmap_scale"])
+            label = "%s p%d\n%sr%+.0f s%.2f" % (
+                os.path.splitext(shard["image_name"][i].decode("utf-8"))[0],
+                shard["person_index"][i], "flip " if shard["flipped"][i] else "",
+                shard["rotation"][i], shard["scale"][i])
             tiles.append(draw.put_label(draw.draw_skeleton(image, joints, weights > 0), label))
             tiles.append(draw.heatmap_overlay(image, heat))
     return tiles

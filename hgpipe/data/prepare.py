@@ -19,6 +19,7 @@ from typing import List, NamedTuple
 import numpy as np
 
 from hgpipe import __version__, atomic
+from hgpipe.codec import HEATMAP_SCALE
 from hgpipe.data import plausible, schema, shard_records, shards
 from hgpipe.data.images import ImageError, decode_image
 from hgpipe.data.workers import run_pool
@@ -175,8 +176,7 @@ def build_shard(task, settings, out_dir, progress=None):
                 # crop and stored heatmaps are written straight into the shard's arrays
                 direct = {name: arrays[name][slots[n]] for name in ("images", "heatmaps")}
                 sample = make_sample(image, record, aug, input_size, heatmap_size,
-                                     settings["sigma"], reduction, schema.HEATMAP_SCALE,
-                                     direct)
+                                     settings["sigma"], reduction, HEATMAP_SCALE, direct)
                 sample["image_name"] = record.image_name.encode("utf-8")
                 sample["annolist_index"] = record.annolist_index
                 sample["person_index"] = record.person_index
@@ -290,7 +290,7 @@ def write_manifest(out_dir, cfg, entries, skipped_pairs, annotation_file, source
         "counts": counts,
         "input_size": cfg["DataSetHG"]["img_size"],
         "heatmap_size": cfg["DataSetHG"]["hm_size"],
-        "heatmap_scale": schema.HEATMAP_SCALE,
+        "heatmap_scale": HEATMAP_SCALE,
         "config": cfg.as_dict(),
         "shards": [{k: v for k, v in e.items() if k != "skipped"} for e in entries],
         "skipped_count": len(skipped_pairs),

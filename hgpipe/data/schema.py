@@ -6,25 +6,19 @@ Layout of a shards directory::
     SHARDS_DIR/train-00000.h5 ...     augmented training samples
     SHARDS_DIR/val-00000.h5 ...       one unaugmented crop per validation person
 
-Coordinate frames (all float, pixel centres at integer coordinates):
-
-* *image*: MPII annotation coordinates, 1-based (x = 1 is the first pixel's centre).
-* *crop*: 0-based pixels of the ``input_size`` network input.
-* *heatmap*: 0-based pixels of the ``heatmap_size`` output; a heatmap pixel covers
-  ``stride = input_size / heatmap_size`` crop pixels, so
-  ``crop = stride * heatmap + (stride - 1) / 2``.
-
-``crop_to_image`` is the 2x3 affine ``[x_img, y_img] = A @ [x_crop, y_crop, 1]``.
-Heatmaps are stored as uint8 (value / 255 is the Gaussian's height, peak 1 -> 255):
-a quarter of float32's bytes, and uint8 -> float32 on the device is the cheapest
-conversion measured (about 20 us/sample against 90 for float16).
+Coordinate frames (*image* 1-based, *crop* and *heatmap* 0-based,
+``crop = stride * heatmap + (stride - 1) / 2``) and the heatmap encoding are those of
+:mod:`hgpipe.codec`. ``crop_to_image`` is the 2x3 affine
+``[x_img, y_img] = A @ [x_crop, y_crop, 1]``.
+Heatmaps are stored as uint8 (value / ``codec.HEATMAP_SCALE`` is the Gaussian's height,
+peak 1 -> 255): a quarter of float32's bytes, and uint8 -> float32 on the device is the
+cheapest conversion measured (about 20 us/sample against 90 for float16).
 """
 import numpy as np
 
 from hgpipe.joints import NUM_JOINTS
 
 SCHEMA_VERSION = 1
-HEATMAP_SCALE = 255.0  # stored uint8 value = round(gaussian * HEATMAP_SCALE)
 MAX_IMAGE_NAME = 64    # bytes of an image file name kept in a shard (longer: skipped)
 
 SPLITS = ("train", "val")

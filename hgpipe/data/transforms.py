@@ -1,9 +1,9 @@
-"""Geometry of a training sample: the hourglass crop, augmentation and heatmaps.
+"""Geometry of a training sample: the hourglass crop and its augmentation.
 
-Frames (see :mod:`hgpipe.data.schema`): *image* = 1-based MPII pixels, *crop* = 0-based
-pixels of the network input, *heatmap* = 0-based pixels of the output. Everything is an
-explicit 2x3 affine so a crop can always be mapped back to the original image exactly;
-the flip is folded into the same affine, so one ``cv2.warpAffine`` makes the whole crop.
+The frames, the heatmap targets and the flip convention are :mod:`hgpipe.codec`'s.
+Everything here is an explicit 2x3 affine so a crop can always be mapped back to the
+original image exactly; the flip is folded into the same affine, so one
+``cv2.warpAffine`` makes the whole crop.
 """
 import zlib
 from typing import NamedTuple
@@ -11,8 +11,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from hgpipe import codec
 from hgpipe.data.augment import sample_preset
-from hgpipe.joints import FLIP_PERMUTATION, NUM_JOINTS
 
 # The hourglass papers' crop: centre moved down 15*s, box 200*s enlarged by 1.25.
 CENTER_SHIFT_Y = 15.0
@@ -49,7 +49,7 @@ def image_to_crop_affine(center, scale, input_size, aug=PLAIN):
     cos, sin = np.cos(theta) * zoom, np.sin(theta) * zoom
     # y points down, so a counter-clockwise rotation on screen is this matrix.
     linear = np.array([[cos, sin], [-sin, cos]])
-    if aug.flip:
+    if aug.flip:  # x -> S - 1 - x about the crop centre (the codec's mirror)
         linear[0] *= -1.0
     center0 = np.asarray(center, dtype=np.float64) - 1.0  # 1-based -> 0-based
     offset = np.array([mid, mid]) - linear.dot(center0)
@@ -72,81 +72,11 @@ def apply_affine(affine, points):
     return points.dot(affine[:, :2].T) + affine[:, 2]
 
 
-def crop_to_heatmap(points, input_size, heatmap_size):
-    """Crop pixels -> heatmap pixels (pixel centres aligned)."""
-    stride = float(input_size) / heatmap_size
-    return (np.asarray(points, dtype=np.float64) - (stride - 1.0) / 2.0) / stride
-
-
-def heatmap_to_crop(points, input_size, heatmap_size):
-    """Heatmap pixels -> crop pixels; the inverse of :func:`crop_to_heatmap`."""
-    stride = float(input_size) / heatmap_size
-    return np.asarray(points, dtype=np.float64) * stride + (stride - 1.0) / 2.0
-
-
 def warp_crop(image_bgr, affine_0based, input_size):
     """Crop + rotate + scale + flip in one bilinear warp; black outside the image."""
     return cv2.warpAffine(image_bgr, affine_0based, (input_size, input_size),
                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                           borderValue=(0, 0, 0))
-
-
-def _gaussian_axes(joints, heatmap_size, sigma):
-    """The separable factors of every joint's Gaussian: gx (W, J) and gy (H, J), float32."""
-    grid = np.arange(heatmap_size, dtype=np.float32)
-    joints = np.asarray(joints, dtype=np.float32)
-    scale = np.float32(-0.5 / sigma ** 2)
-    gx = np.exp((grid[:, None] - joints[None, :, 0]) ** 2 * scale)  # (W, J)
-    gy = np.exp((grid[:, None] - joints[None, :, 1]) ** 2 * scale)  # (H, J)
-    return gx, gy
-
-
-def render_heatmaps(joints, weights, heatmap_size, sigma):
-    """Float Gaussians of height 1 at float joint positions, (H, W, J) float32.
-
-    Computed separably (an outer product per joint, broadcast straight into the output
-    layout) from the exact float coordinates; joints with weight 0 get an all-zero map.
-    """
-    gx, gy = _gaussian_axes(joints, heatmap_size, sigma)
-    gy *= (np.asarray(weights) > 0)[None, :]
-    return gy[:, None, :] * gx[None, :, :]
-
-
-def render_quantized_heatmaps(joints, weights, heatmap_size, sigma, scale, out=None):
-    """``quantize_heatmaps(render_heatmaps(...), scale)``, byte for byte, 3-4x cheaper.
-
-    A stored value round(gx * gy * scale) is never above round(gx * scale) (gy <= 1 and
-    every step is monotonic in float32), so a map is zero outside the rows and columns
-    where its 1-D factors alone quantize above zero (about +-3.5 sigma): only that window
-    is computed, for all joints at once. ``out`` (H, W, J) uint8 is overwritten if given.
-    """
-    gx, gy = _gaussian_axes(joints, heatmap_size, sigma)
-    if out is None:
-        out = np.zeros((heatmap_size, heatmap_size, gx.shape[1]), np.uint8)
-    else:
-        out.fill(0)
-    scale, half = np.float32(scale), np.float32(0.5)
-    live_x, live_y = gx * scale + half >= 1, gy * scale + half >= 1
-    drawn = np.flatnonzero((np.asarray(weights) > 0) & live_x.any(0) & live_y.any(0))
-    if len(drawn):
-        windows = []
-        for live in (live_y, live_x):
-            first = live.argmax(0)[drawn]
-            end = heatmap_size - live[::-1].argmax(0)[drawn]
-            size = int((end - first).max())   # one window size for all joints, shifted
-            start = np.minimum(first, heatmap_size - size)   # to stay inside the map
-            windows.append(start[:, None] + np.arange(size))
-        ys, xs = windows
-        column = drawn[:, None]
-        values = gy[ys, column][:, :, None] * gx[xs, column][:, None, :]
-        out[ys[:, :, None], xs[:, None, :], drawn[:, None, None]] = (
-            values * scale + half).astype(np.uint8)
-    return out
-
-
-def quantize_heatmaps(heatmaps, scale):
-    """Float heatmaps in [0, 1] -> stored uint8 (value * scale, rounded half up)."""
-    return (heatmaps * np.float32(scale) + np.float32(0.5)).astype(np.uint8)
 
 
 def sample_augmentation(rng, cfg_prepare):
@@ -223,34 +153,23 @@ def make_sample(image_bgr, record, aug, input_size, heatmap_size, sigma, reducti
     Returns a dict with the per-sample arrays of the shard schema (image, heatmaps as
     float, joints in heatmap pixels, weights, crop_to_image, center, scale, ...). With
     ``heatmap_scale`` the heatmaps are the stored uint8 ones
-    (:func:`render_quantized_heatmaps`); ``out`` may hold destination arrays for
+    (:func:`hgpipe.codec.render_quantized_heatmaps`); ``out`` may hold destination arrays for
     "images" and "heatmaps" (one sample each), written in place instead of allocated.
     """
     out = out or {}
     center, scale = hourglass_box(record.center, record.scale)
     to_crop = image_to_crop_affine(center, scale, input_size, aug)
-    # cv2 works in 0-based pixels of the decoded image: full 0-based = image - 1, and
-    # reduced pixel r has full 0-based centre f*r + (f-1)/2; fold both into the matrix.
-    f = float(reduction)
-    to_crop_0 = to_crop.copy()
-    to_crop_0[:, 2] += to_crop[:, :2].dot([1.0 + (f - 1.0) / 2.0] * 2)
-    to_crop_0[:, :2] *= f
-    crop = bgr_to_rgb_with_gains(warp_crop(image_bgr, to_crop_0, input_size), aug.gains,
-                                 out.get("images"))
+    crop = bgr_to_rgb_with_gains(
+        warp_crop(image_bgr, codec.cv2_affine(to_crop, reduction), input_size), aug.gains,
+        out.get("images"))
 
     joints_crop = apply_affine(to_crop, record.joints)
     annotated = record.annotated.copy()
-    if aug.flip:  # crop joint k is the original joint FLIP_PERMUTATION[k]
-        joints_crop = joints_crop[list(FLIP_PERMUTATION)]
-        annotated = annotated[list(FLIP_PERMUTATION)]
-    joints_hm = crop_to_heatmap(joints_crop, input_size, heatmap_size)
-    inside = np.all((joints_hm >= -0.5) & (joints_hm < heatmap_size - 0.5), axis=1)
-    weights = (annotated & inside).astype(np.float32)
-    if heatmap_scale is None:
-        heatmaps = render_heatmaps(joints_hm, weights, heatmap_size, sigma)
-    else:
-        heatmaps = render_quantized_heatmaps(joints_hm, weights, heatmap_size, sigma,
-                                             heatmap_scale, out.get("heatmaps"))
+    if aug.flip:  # the affine mirrored the crop; now swap the joints' identities
+        joints_crop = codec.swap_left_right(joints_crop)
+        annotated = codec.swap_left_right(annotated)
+    heatmaps, weights, joints_hm = codec.HeatmapCodec(input_size, heatmap_size, sigma).encode(
+        joints_crop, annotated, heatmap_scale, out.get("heatmaps"))
     return {
         "images": crop,
         "heatmaps": heatmaps,
@@ -263,5 +182,3 @@ def make_sample(image_bgr, record, aug, input_size, heatmap_size, sigma, reducti
         "flipped": np.uint8(aug.flip),
     }
 
-
-assert len(FLIP_PERMUTATION) == NUM_JOINTS

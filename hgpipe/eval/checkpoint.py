@@ -26,7 +26,7 @@ CONFIG_FILE = "config.ini"  # what the trainer writes beside its checkpoints
 _CHECKPOINT_SUFFIXES = (".index", ".meta")
 _DATA_SUFFIX = re.compile(r"\.data-\d+-of-\d+$")
 _STEP = re.compile(r"-(\d+)$")
-_NETWORK_KEYS = ("nStacks", "nFeats", "nModules", "nLow", "tiny")
+_NETWORK_KEYS = ("nStacks", "nFeats", "nModules", "nLow", "tiny", "stem", "input_mean")
 
 
 class CheckpointError(ValueError):

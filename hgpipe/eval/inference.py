@@ -8,8 +8,8 @@ the Ascend NPU compile a graph per input shape.
 import h5py
 import numpy as np
 
+from hgpipe.codec import flip_heatmaps, flip_images, heatmaps_to_image_coords
 from hgpipe.data import shards
-from hgpipe.eval.decode import flip_back, heatmaps_to_image_coords
 
 
 def run_batched(run, images, batch_size):
@@ -30,8 +30,8 @@ def predict_heatmaps(run, images, batch_size, flip=False):
     input's heatmaps mapped back (left/right swapped)."""
     heatmaps = run_batched(run, images, batch_size)
     if flip:
-        mirrored = np.ascontiguousarray(images[:, :, ::-1])
-        heatmaps = 0.5 * (heatmaps + flip_back(run_batched(run, mirrored, batch_size)))
+        mirrored = np.ascontiguousarray(flip_images(images))
+        heatmaps = 0.5 * (heatmaps + flip_heatmaps(run_batched(run, mirrored, batch_size)))
     return heatmaps
 
 

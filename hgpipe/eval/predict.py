@@ -24,7 +24,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from hgpipe import draw
+from hgpipe import codec, draw
 from hgpipe.atomic import atomic_path
 from hgpipe.data import plausible, transforms
 from hgpipe.eval.inference import predict_image_coords, read_val_inputs
@@ -93,10 +93,7 @@ def crop_person(image_bgr, box, input_size):
     """
     center, scale = box.crop()
     to_crop = transforms.image_to_crop_affine(center, scale, input_size)
-    # cv2 indexes pixels from 0: fold the 1-based offset into the matrix
-    to_crop_0 = to_crop.copy()
-    to_crop_0[:, 2] += to_crop[:, :2].sum(axis=1)
-    crop = transforms.warp_crop(image_bgr, to_crop_0, input_size)
+    crop = transforms.warp_crop(image_bgr, codec.cv2_affine(to_crop), input_size)
     return cv2.cvtColor(crop, cv2.COLOR_BGR2RGB), transforms.invert_affine(to_crop)
 
 

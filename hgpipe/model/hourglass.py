@@ -46,6 +46,7 @@ import numbers
 
 import numpy as np
 
+from hgpipe.codec import HEATMAP_SCALE
 from hgpipe.joints import NUM_JOINTS
 from hgpipe.model import layers
 from hgpipe.tf_compat import import_tf
@@ -270,11 +271,11 @@ def count_parameters(graph_or_variables=None, trainable_only=True):
     return total
 
 
-def _uint8_to_unit_float(tensor, dtype, what):
+def _uint8_to_unit_float(tensor, dtype, what, full_scale=255.0):
     tensor = tf.convert_to_tensor(tensor)
     if tensor.dtype != tf.uint8:
         raise ValueError("%s: expected a uint8 tensor, got %s" % (what, tensor.dtype.name))
-    unit = tf.cast(tensor, tf.float32) * (1.0 / 255.0)
+    unit = tf.cast(tensor, tf.float32) * (1.0 / full_scale)
     return unit if dtype == "float32" else tf.cast(unit, dtype)
 
 
@@ -289,6 +290,8 @@ def input_from_uint8(images_uint8, dtype="float32"):
 
 
 def heatmaps_from_uint8(heatmaps_uint8):
-    """Stored uint8 target heatmaps -> float32 in [0, 1] (stored value / 255)."""
+    """Stored uint8 target heatmaps -> float32 in [0, 1] (stored value /
+    :data:`hgpipe.codec.HEATMAP_SCALE`, the codec's encoding)."""
     with tf.name_scope("heatmaps_from_uint8"):
-        return _uint8_to_unit_float(heatmaps_uint8, "float32", "heatmaps_from_uint8")
+        return _uint8_to_unit_float(heatmaps_uint8, "float32", "heatmaps_from_uint8",
+                                    HEATMAP_SCALE)

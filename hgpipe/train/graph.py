@@ -1,4 +1,4 @@
-"""The training graph: inputs -> Stacked Hourglass -> masked MSE -> RMSProp step.
+"""The training graph: inputs -> Stacked Hourglass -> masked MSE -> optimizer step.
 
 Inputs are uint8 (images and stored heatmaps) and are converted to float on the device,
 so the host copies 4x fewer bytes per sample than with float32 feeds. The data position
@@ -14,6 +14,7 @@ from hgpipe.tf_compat import import_tf
 from hgpipe.train.augment import augment_on_device
 from hgpipe.train.devices import wrap_optimizer
 from hgpipe.train.distributed import scaled_learning_rate
+from hgpipe.train.optimizers import make_optimizer
 from hgpipe.train.schedules import learning_rate_tensor
 from hgpipe.joints import NUM_JOINTS
 
@@ -105,9 +106,8 @@ def build_train_graph(cfg, inputs, device="cpu", distributed=None):
     if distributed is not None:
         learning_rate = scaled_learning_rate(tf, learning_rate, global_step, distributed.size,
                                              train["lr_scaling"], train["lr_warmup_steps"])
-    optimizer = tf.train.RMSPropOptimizer(learning_rate, decay=train["rmsprop_decay"],
-                                          epsilon=train["rmsprop_epsilon"])
-    optimizer = wrap_optimizer(optimizer, device, train["mixed_precision"], distributed)
+    optimizer = wrap_optimizer(make_optimizer(train, learning_rate), device,
+                               train["mixed_precision"], distributed)
     with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS)):
         train_op = optimizer.minimize(loss, global_step=global_step)
     with tf.variable_scope("data_position"):

@@ -124,16 +124,18 @@ class TorchAdam(_TorchRule):
         self._beta1 = float(beta1)
         self._beta2 = float(beta2)
         self._epsilon = float(epsilon)
+        self._step_name = name + "_step"  # a top-level variable, as TF's beta1_power
 
     def _create_slots(self, var_list):
         first = min(var_list, key=lambda v: v.name)
-        self._create_non_slot_variable(initial_value=0.0, name="step", colocate_with=first)
+        self._create_non_slot_variable(initial_value=0.0, name=self._step_name,
+                                       colocate_with=first)
         for var in var_list:
             self._zeros_slot(var, "exp_avg", self._name)
             self._zeros_slot(var, "exp_avg_sq", self._name)
 
     def _step_count(self):
-        return self._get_non_slot_variable("step", graph=tf.get_default_graph())
+        return self._get_non_slot_variable(self._step_name, graph=tf.get_default_graph())
 
     @staticmethod
     def _one_minus_power(beta, t):
@@ -188,3 +190,16 @@ def make_optimizer(train, learning_rate):
         return TorchAdam(learning_rate, beta1=train["adam_beta1"], beta2=train["adam_beta2"],
                          epsilon=train["adam_epsilon"], weight_decay=train["weight_decay"])
     raise ConfigError("[Train] optimizer = %r: choose one of %s" % (name, ", ".join(OPTIMIZERS)))
+
+
+def optimizer_state(train):
+    """The setting a checkpoint's optimizer slots depend on, as ``key=value`` text.
+
+    Resuming under another one would leave slots missing from the checkpoint (or restore
+    TF's mean square as torch's), so the trainer refuses it; constants such as epsilon
+    or the learning rate may change.
+    """
+    name = train["optimizer"]
+    if name == "rmsprop_torch":  # its momentum buffer exists only when momentum > 0
+        return "optimizer=%s, momentum%s" % (name, ">0" if train["momentum"] > 0 else "=0")
+    return "optimizer=%s" % name

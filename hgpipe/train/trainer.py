@@ -16,22 +16,22 @@ import numpy as np
 from tqdm import tqdm
 
 from hgpipe import __version__, atomic, draw
+from hgpipe.codec import HeatmapCodec
 from hgpipe.data import shards
-from hgpipe.data.transforms import heatmap_to_crop
-from hgpipe.eval.decode import decode_heatmaps
 from hgpipe.eval.inference import predict_image_coords, read_val_inputs, run_batched
 from hgpipe.eval.pckh import score_pckh
 from hgpipe.eval.pred_files import EvalFileError, read_ground_truth
 from hgpipe.tf_compat import import_tf
+from hgpipe.train import distributed, warm_start
 from hgpipe.train.determinism import make_deterministic
 from hgpipe.train.devices import check_device, session_config
-from hgpipe.train import distributed
 from hgpipe.train.feeder import Prefetcher, ShardBatches
 from hgpipe.train.graph import DatasetInput, FeedInput, build_train_graph
+from hgpipe.train.optimizers import optimizer_state
 
 CONFIG_FILE = "config.ini"
 SUMMARY_FILE = "train_summary.json"
-_NETWORK_KEYS = ("nStacks", "nFeats", "nModules", "nLow", "tiny")
+_NETWORK_KEYS = ("nStacks", "nFeats", "nModules", "nLow", "tiny", "stem", "input_mean")
 
 
 class TrainingError(RuntimeError):
@@ -62,7 +62,7 @@ class _StopSignal(object):
 
 
 def _check_logdir_config(cfg, logdir):
-    """A logdir belongs to one network: refuse to resume a different architecture."""
+    """A logdir belongs to one network and optimizer: refuse to resume another."""
     from hgpipe.config import load_config
     path = os.path.join(logdir, CONFIG_FILE)
     if os.path.isfile(path):
@@ -73,6 +73,10 @@ def _check_logdir_config(cfg, logdir):
                     "%s: this logdir trained a network with %s=%r, the config asks for %r; "
                     "use another --logdir" % (path, key, previous["Network"][key],
                                               cfg["Network"][key]))
+        before, after = optimizer_state(previous["Train"]), optimizer_state(cfg["Train"])
+        if before != after:
+            raise TrainingError("%s: this logdir trained with %s, the config asks for %s; "
+                                "use another --logdir" % (path, before, after))
 
 
 def _scalar_summary(tf, values):
@@ -151,7 +155,14 @@ class Trainer(object):
 
     def _restore_or_init(self, tf, sess):
         latest = tf.train.latest_checkpoint(self.logdir) if self.resume else None
-        if latest:
+        if latest and warm_start.is_weights_only(latest):  # import-weights: a new run
+            sess.run(tf.global_variables_initializer())
+            count = warm_start.load_weights(sess, latest, warm_start.network_variables(
+                tf.get_default_graph()))
+            self.echo("started from the weights in %s (%d variables; step 0, new optimizer "
+                      "state)" % (latest, count))
+            latest = None
+        elif latest:
             self.graph.saver.restore(sess, latest)
             # a new Saver forgets the previous run's checkpoints: hand them over, so that
             # keep_checkpoints holds across resumes instead of per process
@@ -207,9 +218,8 @@ class Trainer(object):
         """Val crops with the joints the model predicts, for TensorBoard."""
         images = self.validation[0][:count]
         heatmaps = run_batched(self._run_model(sess), images, self.batch_size)
-        coords, _ = decode_heatmaps(heatmaps)
-        tiles = [draw.draw_skeleton(img, heatmap_to_crop(c, self.input_size, self.heatmap_size))
-                 for img, c in zip(images, coords)]
+        coords, _ = HeatmapCodec(self.input_size, self.heatmap_size).decode_to_crop(heatmaps)
+        tiles = [draw.draw_skeleton(img, c) for img, c in zip(images, coords)]
         return draw.montage(tiles, columns=min(len(tiles), 3))
 
     # ------------------------------------------------------------------ the loop
