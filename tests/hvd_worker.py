@@ -57,7 +57,9 @@ def main(mode, out, steps=1):
     dist = backend("horovod")
     if mode == "partition":
         from hgpipe.train.trainer import Trainer
-        trainer = Trainer(load_config(None, ["Train.batch_size=4"]), steps,
+        small = ["Train.batch_size=4", "Network.nStacks=1", "Network.nFeats=16",
+                 "Network.nLow=2"]
+        trainer = Trainer(load_config(None, small), steps,
                           os.path.join(out, "logdir"), distributed_backend="horovod")
         trainer.dist = dist
         with tf.Graph().as_default():
