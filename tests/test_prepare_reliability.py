@@ -13,7 +13,7 @@ import pytest
 
 from conftest import REPO_ROOT, cli_runner, make_synthetic_mpii
 from hgpipe.cli import main
-from hgpipe.data.shards import CHECKSUM_KEY, load_manifest
+from hgpipe.data.shards import CHECKSUM_KEY, file_crc32, load_manifest
 
 SMALL = ["--set", "Prepare.variants=3", "--set", "Prepare.shard_size=8",
          "--set", "DataSetHG.img_size=64", "--set", "DataSetHG.hm_size=16"]
@@ -128,3 +128,72 @@ def test_kill_9_of_the_parent_leaves_no_process_behind(big_dataset, tmp_path):
     # and the folder is free again: the next run resumes
     result = prepare(big_dataset, out)
     assert result.exit_code == 0 and "resuming:" in result.output
+def test_resume_rebuilds_a_damaged_shard_instead_of_blessing_it(dataset, reference, tmp_path):
+    out = str(tmp_path / "shards")
+    shutil.copytree(reference, out)
+    victim = os.path.join(out, sorted(digests(out))[2])
+    with open(victim, "r+b") as handle:
+        handle.seek(-100, os.SEEK_END)
+        handle.write(b"\x00" * 8 + b"\xff" * 8)
+    result = prepare(dataset, out)
+    assert result.exit_code == 0, result.output + result.stderr
+    assert "rebuilding %s: checksum differs" % victim in result.stderr
+    assert digests(out) == digests(reference)
+    assert file_crc32(victim) == digests(reference)[os.path.basename(victim)]
+    assert cli_runner().invoke(main, ["inspect", out, "--verify"]).exit_code == 0
+
+    # no manifest yet (an interrupted first run) and a truncated shard: rebuilt too
+    os.remove(os.path.join(out, "manifest.json"))
+    with open(victim, "r+b") as handle:
+        handle.truncate(1000)
+    result = prepare(dataset, out)
+    assert result.exit_code == 0 and "rebuilding %s" % victim in result.stderr
+    assert digests(out) == digests(reference)
+
+
+def test_leftovers_removed_and_overwrite_keeps_only_the_new_config(dataset, tmp_path):
+    out = str(tmp_path / "shards")
+    assert prepare(dataset, out).exit_code == 0
+    old = shard_files(out)
+    leftover = os.path.join(out, ".train-00001.h5.k2j3h4.tmp")
+    open(leftover, "wb").close()
+    # one variant instead of three: fewer shards; --overwrite leaves none of the old ones
+    result = prepare(dataset, out, "--set", "Prepare.variants=1", "--overwrite")
+    assert result.exit_code == 0, result.output + result.stderr
+    assert not os.path.exists(leftover)
+    assert shard_files(out) == sorted(digests(out)) and len(shard_files(out)) < len(old)
+    assert cli_runner().invoke(main, ["inspect", out, "--verify"]).exit_code == 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_is_exit_130_with_one_line(big_dataset, tmp_path):
+    out = str(tmp_path / "shards")
+    proc = start_prepare(big_dataset, out)
+    assert wait_for(lambda: shard_files(out))
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends: the whole group
+    _stdout, stderr = proc.communicate(timeout=60)
+    stderr = stderr.decode()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    lines = [l for l in stderr.splitlines() if l.strip() and "prepare:" not in l]
+    assert len(lines) == 1 and "rerun the same command" in lines[0]
+    if sys.platform.startswith("linux"):
+        assert not children_of(proc.pid)
+
+
+@pytest.mark.slow
+def test_two_prepares_on_one_folder_the_second_is_refused(big_dataset, tmp_path):
+    out = str(tmp_path / "shards")
+    first = start_prepare(big_dataset, out, workers="1")
+    lock = os.path.join(out, ".hgpipe.lock")
+    assert wait_for(lambda: os.path.exists(lock) and "pid" in open(lock).read())
+    result = prepare(big_dataset, out, "--set", "Prepare.sigma=2")
+    assert result.exit_code == 1
+    assert "in use by another hgpipe run (pid %d" % first.pid in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert first.wait(timeout=300) == 0
+    manifest = load_manifest(out)
+    assert manifest["config"]["Prepare"]["sigma"] == 1.0
+    assert shard_files(out) == sorted(digests(out))
+    assert cli_runner().invoke(main, ["inspect", out, "--verify"]).exit_code == 0
+

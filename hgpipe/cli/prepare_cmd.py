@@ -1,10 +1,11 @@
 """``hgpipe prepare``: MPII annotations + images -> versioned HDF5 training shards."""
 import os
+import sys
 
 import click
 from tqdm import tqdm
 
-from hgpipe.cli.options import config_options, user_errors
+from hgpipe.cli.options import config_options, echo_err, user_errors
 from hgpipe.data import prepare as prep
 
 
@@ -29,10 +30,15 @@ def prepare_command(cfg, mpii_dir, out_dir, annotations, workers, overwrite):
     split) one plain crop. Same inputs and seed give identical shards whatever
     --workers; an interrupted run resumes where it stopped.
     """
-    with user_errors():
-        prep.prepare_dataset(cfg, mpii_dir, out_dir, annotations,
-                             workers or os.cpu_count() or 1, overwrite, echo=click.echo,
-                             progress=_progress_bar)
+    try:
+        with user_errors():
+            prep.prepare_dataset(cfg, mpii_dir, out_dir, annotations,
+                                 workers or os.cpu_count() or 1, overwrite, echo=click.echo,
+                                 progress=_progress_bar)
+    except KeyboardInterrupt:  # workers ignore Ctrl-C and end with this process
+        echo_err("prepare interrupted: the complete shards in %s are kept; rerun the same "
+                 "command to resume" % out_dir)
+        sys.exit(130)
 
 
 def _progress_bar(total):

@@ -28,6 +28,7 @@ from hgpipe.data.readers import find_annotation_file, read_annotations, validate
 from hgpipe.data.workers import run_pool
 from hgpipe.data.transforms import (PLAIN, crop_zoom, decode_reduction, make_sample,
                                     person_rng, sample_augmentation)
+from hgpipe.lock import folder_lock
 
 
 SKIPPED_FILE = "skipped.json"
@@ -268,25 +269,39 @@ def _entry(task, count, digest, size, skipped):
             "skipped": skipped}
 
 
-def existing_entry(task, out_dir):
+def existing_entry(task, out_dir, previous=None, on_rebuild=None):
     """Manifest entry of an already complete shard for this task, else None.
 
+    Complete means: the bytes prepare recorded writing for this task's plan
+    (:mod:`hgpipe.data.shard_records`, or ``previous``: the folder's last manifest).
+    A shard of this plan that differs (damaged, truncated) or has no record is removed
+    and ``on_rebuild(path, why)`` called: it is rebuilt, never blessed as it is.
     Raises PrepareError if a shard with this name holds something else.
     """
     path = os.path.join(out_dir, task.file_name)
     if not os.path.exists(path):
         return None
+    record = shard_records.find_record(out_dir, task.file_name, previous)
     attrs = shards.read_shard_attrs(path)
-    if attrs is None:
-        raise PrepareError("%s: exists but cannot be read (damaged?); use --overwrite to "
-                           "rebuild it" % path)
-    if attrs.get("fingerprint") != task.fingerprint:
-        raise PrepareError(
-            "%s: holds a shard of a different dataset or config; use a new --out "
-            "directory or --overwrite" % path)
-    return _entry(task, int(attrs["count"]), shards.file_crc32(path),
-                  os.path.getsize(path),
-                  [_stored_skip(item) for item in json.loads(attrs["skipped"])])
+    if record is None or record.get("fingerprint") != task.fingerprint:
+        if attrs is None:
+            raise PrepareError("%s: exists but cannot be read (damaged?); use --overwrite "
+                               "to rebuild it" % path)
+        if attrs.get("fingerprint") != task.fingerprint:
+            raise PrepareError(
+                "%s: holds a shard of a different dataset or config; use a new --out "
+                "directory or --overwrite" % path)
+        problem = "no record of prepare writing it to the end"
+    else:
+        problem = shards.shard_problem(out_dir, record)
+        if problem is None:
+            digest = record.get(shards.CHECKSUM_KEY) or shards.file_crc32(path)
+            return _entry(task, int(attrs["count"]), digest, os.path.getsize(path),
+                          [_stored_skip(item) for item in json.loads(attrs["skipped"])])
+    if on_rebuild is not None:
+        on_rebuild(path, problem)
+    os.remove(path)
+    return None
 
 
 def _worker_init():
@@ -399,9 +414,17 @@ def prepare_dataset(cfg, mpii_dir, out_dir, annotations=None, workers=1, overwri
         raise PrepareError("%s: no usable person (all %d skipped); see the reasons above"
                            % (annotation_file, len(skips)))
 
-    if not os.path.isdir(out_dir):
-        os.makedirs(out_dir)
-    entries, todo = complete_and_pending(tasks, out_dir, overwrite)
+    with folder_lock(out_dir):  # one writer per folder, for the whole run
+        return _write_shards(cfg, out_dir, tasks, skips, annotation_file, mpii_dir,
+                             workers, overwrite, echo, progress)
+
+
+def _write_shards(cfg, out_dir, tasks, skips, annotation_file, mpii_dir, workers,
+                  overwrite, echo, progress):
+    shard_records.remove_leftovers(out_dir)
+    if overwrite:  # nothing of the old config stays, not even its manifest
+        shard_records.remove_other_shards(out_dir, set(t.file_name for t in tasks))
+    entries, todo = complete_and_pending(tasks, out_dir, overwrite, echo)
     if entries:
         echo("resuming: %d of %d shards already complete" % (len(entries), len(tasks)))
     with (progress or (lambda total: _NoProgress()))(sum(t.samples for t in todo)) as bar:
@@ -425,14 +448,19 @@ def prepare_dataset(cfg, mpii_dir, out_dir, annotations=None, workers=1, overwri
     return manifest
 
 
-def complete_and_pending(tasks, out_dir, overwrite=False):
+def complete_and_pending(tasks, out_dir, overwrite=False, echo=_print):
     """Resume policy: (manifest entries of the shards already complete, tasks still to
-    build). A shard file of another plan is an error, or with ``overwrite`` removed and
-    rebuilt."""
+    build). A shard that is not what prepare wrote for it is rebuilt (see
+    :func:`existing_entry`); a shard file of another plan is an error, or with
+    ``overwrite`` removed and rebuilt."""
+    previous = shard_records.previous_manifest(out_dir)
+    if overwrite and previous is not None:
+        os.remove(os.path.join(out_dir, shards.MANIFEST))
     entries, todo = [], []
     for task in tasks:
         try:
-            entry = existing_entry(task, out_dir)
+            entry = existing_entry(task, out_dir, previous, on_rebuild=lambda path, why:
+                                   echo("rebuilding %s: %s" % (path, why), err=True))
         except PrepareError:
             if not overwrite:
                 raise

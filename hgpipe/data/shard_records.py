@@ -47,21 +47,14 @@ def previous_manifest(out_dir):
         return None
 
 
-def damage(out_dir, file_name, fingerprint, manifest=None):
-    """Why an existing shard is not the one prepare wrote for this plan, or None.
-
-    The records consulted: this folder's record of the shard, else the entry of the
-    previous manifest. A shard without either was not written by prepare to the end.
-    """
+def find_record(out_dir, file_name, manifest=None):
+    """What prepare wrote as ``file_name``: its record here, else the entry of
+    ``manifest`` (a previous complete run's), else None."""
     record = read_record(out_dir, file_name)
     if record is None and manifest is not None:
         record = next((e for e in manifest.get("shards", []) if e["file"] == file_name),
                       None)
-    if record is None:
-        return "no record of it being written by prepare"
-    if record.get("fingerprint") != fingerprint:
-        return "its record belongs to another plan"
-    return shards.shard_problem(out_dir, record)
+    return record
 
 
 def remove_leftovers(out_dir):

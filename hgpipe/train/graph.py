@@ -121,7 +121,9 @@ def build_train_graph(cfg, inputs, device="cpu", distributed=None):
         position_batch = tf.placeholder(tf.int64, (), name="batch_value")
         set_position = tf.group(tf.assign(epoch, position_epoch),
                                 tf.assign(batch, position_batch))
-    saver = tf.train.Saver(max_to_keep=cfg["Saver"]["keep_checkpoints"])
+    # relative names in the "checkpoint" index: a moved logdir still finds its checkpoints
+    saver = tf.train.Saver(max_to_keep=cfg["Saver"]["keep_checkpoints"],
+                           save_relative_paths=True)
     return TrainGraph(inputs.images, inputs.heatmaps, inputs.weights, outputs, eval_images,
                       tf.cast(eval_outputs[-1], tf.float32), loss, stack_losses, learning_rate,
                       global_step, train_op, epoch, batch, set_position, position_epoch,

@@ -19,11 +19,13 @@ from hgpipe import __version__, atomic, draw
 from hgpipe.codec import HeatmapCodec
 from hgpipe.config import NETWORK_KEYS, RUN_CONFIG_FILE, load_config
 from hgpipe.data import shards
+from hgpipe.data.integrity import ShardVerifier
 from hgpipe.eval.inference import predict_image_coords, read_val_inputs, run_batched
 from hgpipe.eval.pckh import score_pckh
 from hgpipe.eval.pred_files import EvalFileError, read_ground_truth
+from hgpipe.lock import folder_lock
 from hgpipe.tf_compat import import_tf
-from hgpipe.train import distributed, warm_start
+from hgpipe.train import distributed, resume, warm_start
 from hgpipe.train.determinism import make_deterministic
 from hgpipe.train.devices import check_device, session_config
 from hgpipe.train.feeder import Prefetcher, ShardBatches
@@ -60,17 +62,19 @@ class _StopSignal(object):
 
 
 def _check_logdir_config(cfg, logdir):
-    """A logdir belongs to one network and optimizer: refuse to resume another."""
+    """A logdir belongs to one network, optimizer and input size: refuse another."""
     from hgpipe.train.optimizers import optimizer_state  # imports TensorFlow (see graph.py)
     path = os.path.join(logdir, RUN_CONFIG_FILE)
     if os.path.isfile(path):
         previous = load_config(path)
-        for key in NETWORK_KEYS:
-            if previous["Network"][key] != cfg["Network"][key]:
+        keys = [("Network", key) for key in NETWORK_KEYS] + \
+            [("DataSetHG", "img_size"), ("DataSetHG", "hm_size")]
+        for section, key in keys:
+            if previous[section][key] != cfg[section][key]:
                 raise TrainingError(
-                    "%s: this logdir trained a network with %s=%r, the config asks for %r; "
-                    "use another --logdir" % (path, key, previous["Network"][key],
-                                              cfg["Network"][key]))
+                    "%s: this logdir trained with %s=%r, the config (or the shards) ask for "
+                    "%r; use another --logdir" % (path, key, previous[section][key],
+                                                 cfg[section][key]))
         before, after = optimizer_state(previous["Train"]), optimizer_state(cfg["Train"])
         if before != after:
             raise TrainingError("%s: this logdir trained with %s, the config asks for %s; "
@@ -88,6 +92,20 @@ def _image_summary(tf, tag, image_rgb):
     image = tf.Summary.Image(height=image_rgb.shape[0], width=image_rgb.shape[1],
                              colorspace=3, encoded_image_string=png.tobytes())
     return tf.Summary(value=[tf.Summary.Value(tag=tag, image=image)])
+
+
+def _describe_network(cfg):
+    return ", ".join("%s=%s" % (key, cfg["Network"][key]) for key in NETWORK_KEYS)
+
+
+class _NoVerifier(object):
+    """Ranks other than 0 leave the shard check to rank 0, which alone saves."""
+
+    def check(self, wait=False):
+        pass
+
+    def close(self):
+        pass
 
 
 class _NoWriter(object):
@@ -162,14 +180,22 @@ class Trainer(object):
         self.inputs = inputs
         self.graph = build_train_graph(self.cfg, inputs, self.device, self.dist)
         self.rank_ops = distributed.RankOps(tf, self.dist)
+        self._weights_finite = tf.reduce_all(tf.stack(
+            [tf.reduce_all(tf.is_finite(v)) for v in tf.trainable_variables()]))
 
     def _batches(self):
         for item in iter(self.prefetcher.get, None):
             self._last_position = item[:2]
+            self._last_batch = item[2]
             yield item
 
     def _restore_or_init(self, tf, sess):
-        latest = tf.train.latest_checkpoint(self.logdir) if self.resume else None
+        """Restore the logdir's checkpoint (see :mod:`hgpipe.train.resume`) or initialise;
+        config.ini is written once the logdir is known to fit: on a fresh start, or
+        when it has none."""
+        chief = self.dist.is_chief
+        latest, kept = resume.find_checkpoint(tf, self.logdir, rewrite=chief) \
+            if self.resume else (None, [])
         if latest and warm_start.is_weights_only(latest):  # import-weights: a new run
             sess.run(tf.global_variables_initializer())
             count = warm_start.load_weights(sess, latest, warm_start.network_variables(
@@ -178,17 +204,19 @@ class Trainer(object):
                       "state)" % (latest, count))
             latest = None
         elif latest:
-            self.graph.saver.restore(sess, latest)
+            missing = resume.check_checkpoint(tf, latest, tf.global_variables(),
+                                              _describe_network(self.cfg))
+            resume.restore(tf, sess, self.graph.saver, latest, missing, self.echo)
             # a new Saver forgets the previous run's checkpoints: hand them over, so that
             # keep_checkpoints holds across resumes instead of per process
-            state = tf.train.get_checkpoint_state(self.logdir)
-            if state is not None:
-                self.graph.saver.recover_last_checkpoints(
-                    list(state.all_model_checkpoint_paths))
+            self.graph.saver.recover_last_checkpoints(kept)
             self.echo("resumed from %s" % latest)
         else:
             sess.run(tf.global_variables_initializer())
         sess.run(self.rank_ops.broadcast)  # every rank starts from rank 0's weights
+        config_path = os.path.join(self.logdir, RUN_CONFIG_FILE)
+        if chief and (not latest or not os.path.isfile(config_path)):
+            atomic.write_text(config_path, self.cfg.to_ini())
         return latest
 
     def _load_validation(self):
@@ -212,6 +240,24 @@ class Trainer(object):
         return images, affines, gt
 
     # ------------------------------------------------------------------ pieces
+    def _check_savable(self, sess, step, last_checkpoint):
+        """Nothing broken is saved: every shard verified, and the weights about to be
+        saved are finite and give a finite loss on the last batch (a step's own loss is
+        computed before its update, so it cannot tell that the update blew them up)."""
+        self.verifier.check(wait=True)
+        g = self.graph
+        finite = bool(sess.run(self._weights_finite))
+        batch = self._last_batch
+        if finite and batch is not None:
+            loss = sess.run(g.loss, {g.images: batch["images"], g.heatmaps: batch["heatmaps"],
+                                     g.weights: batch["weights"]})
+            finite = math.isfinite(float(loss))
+        if not finite:
+            raise TrainingError(
+                "the weights after step %d are not finite or give a loss that is not finite "
+                "(the update blew them up); stopped without saving - the last good "
+                "checkpoint is %s" % (step, last_checkpoint or "none"))
+
     def _save(self, sess, epoch, batch):
         g = self.graph
         sess.run(g.set_position, {g.position_epoch: epoch, g.position_batch: batch})
@@ -246,12 +292,21 @@ class Trainer(object):
             self.echo("%s: batch %d per device, global batch %d"
                       % (self.dist.describe(), self.batch_size, self.batch_size * self.dist.size))
         self.validation = None
-        if self.dist.is_chief:  # the other ranks only read the logdir
-            if not os.path.isdir(self.logdir):
-                os.makedirs(self.logdir)
+        self.verifier = _NoVerifier()
+        if not self.dist.is_chief:  # the other ranks only read the logdir
+            return self._run_locked(tf)
+        with folder_lock(self.logdir):  # one writer per logdir, for the whole run
+            for name in resume.remove_temporary_files(self.logdir):
+                self.echo("removed %s (left by an interrupted save)" % name)
             _check_logdir_config(self.cfg, self.logdir)
-            atomic.write_text(os.path.join(self.logdir, RUN_CONFIG_FILE), self.cfg.to_ini())
-            self.validation = self._load_validation()
+            self.verifier = ShardVerifier(self.data_dir, self.manifest)
+            try:
+                self.validation = self._load_validation()
+                return self._run_locked(tf)
+            finally:
+                self.verifier.close()
+
+    def _run_locked(self, tf):
         started = time.time()
         graph = tf.Graph()
         with graph.as_default():
@@ -273,6 +328,8 @@ class Trainer(object):
         report. Each part is one method: :meth:`_start`, :meth:`_step`,
         :meth:`_periodic` (log, save, validate), :meth:`_save_final`, :meth:`_report`."""
         run = self._start(tf, sess)
+        if run is None:
+            return self._finished_already()
         try:
             with _StopSignal() as stop:
                 while run.step < self.total_steps:
@@ -297,6 +354,11 @@ class Trainer(object):
         restored = self._restore_or_init(tf, sess)
         # the data position: a data pass (the feeder's "epoch") and a batch within it
         step, data_pass, batch = (int(v) for v in sess.run([g.global_step, g.epoch, g.batch]))
+        if restored and step >= self.total_steps and \
+                os.path.isfile(os.path.join(self.logdir, SUMMARY_FILE)):
+            self._finished_step = step
+            return None  # a rerun of a finished run (see _finished_already)
+        self._last_batch = None
         writer = tf.summary.FileWriter(os.path.join(self.logdir, "train"),
                                        graph=None if restored else tf.get_default_graph()) \
             if self.dist.is_chief else _NoWriter()
@@ -353,7 +415,9 @@ class Trainer(object):
         """What happens every so many steps: log, checkpoint (rank 0), validate."""
         if run.step % self.cfg["Train"]["log_every"] == 0 or run.step == self.total_steps:
             self._log_step(tf, run)
+        self.verifier.check()
         if run.step % self.cfg["Saver"]["saver_step"] == 0 and self.dist.is_chief:
+            self._check_savable(sess, run.step, run.last_checkpoint)
             run.last_checkpoint = self._save(sess, *run.position)
         if self.validation and run.step % self.cfg["Validation"]["validate_every"] == 0:
             run.history.append(self._log_validation(tf, sess, run.writer, run.step, run.bar))
@@ -374,6 +438,7 @@ class Trainer(object):
         if (run.step > run.first_step or not run.restored) and self.dist.is_chief:
             position = self._position_after_last_batch() if run.step > run.first_step \
                 else run.start_position
+            self._check_savable(sess, run.step, run.last_checkpoint)
             run.last_checkpoint = self._save(sess, *position)
 
     def _position_after_last_batch(self):
@@ -399,6 +464,19 @@ class Trainer(object):
             atomic.write_json(os.path.join(self.logdir, SUMMARY_FILE), summary)
             self.echo("Final Performance images/sec : %.2f" % summary["images_per_sec"])
             self.echo("E2E Training Duration sec : %d" % round(duration))
+        return summary
+
+    def _finished_already(self):
+        """A rerun of a finished run: nothing to train, its summary stays as it was."""
+        import json
+        with open(os.path.join(self.logdir, SUMMARY_FILE)) as handle:
+            summary = json.load(handle)
+        if self.dist.is_chief:
+            self.echo("%s: already at step %d of %d; nothing to train (%s kept)"
+                      % (self.logdir, self._finished_step, self.total_steps, SUMMARY_FILE))
+            self.echo("Final Performance images/sec : %.2f"
+                      % (summary.get("images_per_sec") or 0))
+            self.echo("E2E Training Duration sec : %d" % round(summary.get("e2e_seconds") or 0))
         return summary
 
     def _summary(self, tf, sess, run, duration):
