@@ -95,7 +95,7 @@ def test_two_trains_on_one_logdir_the_second_is_refused(shards_dir, tmp_path):
         events, deadline = os.path.join(logdir, "train"), time.time() + 300
         while time.time() < deadline and not (os.path.isdir(events) and os.listdir(events)):
             time.sleep(0.1)
-        time.sleep(1)  # a few steps
+        time.sleep(5)  # past start-up (signal handlers installed): a few steps
     finally:
         proc.send_signal(signal.SIGTERM)
         output = proc.communicate(timeout=120)[0].decode()
