@@ -327,11 +327,13 @@ class Trainer(object):
         """Steps until ``total_steps`` or a stop signal, then the final checkpoint and the
         report. Each part is one method: :meth:`_start`, :meth:`_step`,
         :meth:`_periodic` (log, save, validate), :meth:`_save_final`, :meth:`_report`."""
-        run = self._start(tf, sess)
-        if run is None:
-            return self._finished_already()
-        try:
-            with _StopSignal() as stop:
+        # the handler is in place before the summary writer creates the run's files, so
+        # a signal that arrives once they exist is always a clean stop
+        with _StopSignal() as stop:
+            run = self._start(tf, sess)
+            if run is None:
+                return self._finished_already()
+            try:
                 while run.step < self.total_steps:
                     if stop.received and self.dist.size == 1:
                         run.status = "interrupted"
@@ -341,10 +343,10 @@ class Trainer(object):
                     if run.any_stop:  # some rank got a signal: all stop after this step
                         run.status = "interrupted"
                         break
-            self._save_final(sess, run)
-        finally:
-            run.bar.close()
-            self.prefetcher.close()
+                self._save_final(sess, run)
+            finally:
+                run.bar.close()
+                self.prefetcher.close()
         return self._report(tf, sess, run, time.time() - started)
 
     def _start(self, tf, sess):
