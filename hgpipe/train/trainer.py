@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from hgpipe import __version__, atomic, draw
 from hgpipe.codec import HeatmapCodec
-from hgpipe.config import NETWORK_KEYS, RUN_CONFIG_FILE, load_config
+from hgpipe.config import NETWORK_KEYS, RUN_CONFIG_FILE, describe_network, load_config
 from hgpipe.data import shards
 from hgpipe.data.integrity import ShardVerifier
 from hgpipe.eval.inference import predict_image_coords, read_val_inputs, run_batched
@@ -92,10 +92,6 @@ def _image_summary(tf, tag, image_rgb):
     image = tf.Summary.Image(height=image_rgb.shape[0], width=image_rgb.shape[1],
                              colorspace=3, encoded_image_string=png.tobytes())
     return tf.Summary(value=[tf.Summary.Value(tag=tag, image=image)])
-
-
-def _describe_network(cfg):
-    return ", ".join("%s=%s" % (key, cfg["Network"][key]) for key in NETWORK_KEYS)
 
 
 class _NoVerifier(object):
@@ -205,7 +201,7 @@ class Trainer(object):
             latest = None
         elif latest:
             missing = resume.check_checkpoint(tf, latest, tf.global_variables(),
-                                              _describe_network(self.cfg))
+                                              describe_network(self.cfg))
             resume.restore(tf, sess, self.graph.saver, latest, missing, self.echo)
             # a new Saver forgets the previous run's checkpoints: hand them over, so that
             # keep_checkpoints holds across resumes instead of per process
