@@ -16,7 +16,8 @@ from hgpipe.bench import flops as flops_bench
 from hgpipe.bench import mixing
 from hgpipe.bench.report import COLUMNS, format_value
 from hgpipe.bench.sources import load_source, training_people
-from hgpipe.bench.system import evict_from_page_cache, resident_fraction, warm_page_cache
+from hgpipe.bench.system import (disk_read_bandwidth, evict_from_page_cache,
+                                 resident_fraction, warm_page_cache)
 from hgpipe.cli.bench_cmd import bench_command
 from hgpipe.data.images import ImageLocator, decode_image
 
@@ -79,7 +80,8 @@ def test_ratios_are_quotients_of_printed_rows(quick_bench):
     ratios = [r for r in payload["rows"] if r["of"]]
     keys = {r["key"] for r in ratios}
     assert {"ratio.feed_online", "ratio.feed_limit", "storage.verdict",
-            "ratio.feed_block.warm", "ratio.feed_block.cold", "ratio.prepare_online"} <= keys
+            "ratio.feed_block.warm", "ratio.feed_block.cold", "ratio.prepare_online",
+            "ratio.feed_disk"} <= keys
     for row in ratios:
         numerator, denominator = row["of"]
         assert printed[row["key"]] == pytest.approx(
@@ -87,6 +89,9 @@ def test_ratios_are_quotients_of_printed_rows(quick_bench):
     # the limit is the memory bandwidth expressed in samples of the fed size
     assert printed["feed.limit"] == pytest.approx(
         printed["feed.memcpy"] * 1e9 / TRAIN_BYTES_256, rel=0.012)
+    # and the cold limit the disk's read rate, in the same samples
+    assert printed["feed.disk_limit"] == pytest.approx(
+        printed["feed.disk"] * 1e9 / TRAIN_BYTES_256, rel=0.012)
     cores = payload["meta"]["cores"]
     if cores > 1:
         assert printed["prepare.%dw.per_core" % cores] == pytest.approx(
@@ -166,6 +171,18 @@ def test_page_cache_eviction_is_real(tmp_path):
     assert resident == resident_fraction([path]) and resident <= 0.05
 
 
+def test_disk_read_rate_reads_every_byte_cold(tmp_path):
+    paths = [str(tmp_path / name) for name in ("a.bin", "b.bin")]
+    for path in paths:
+        with open(path, "wb") as out:
+            out.write(np.random.RandomState(0).bytes(3 << 20))
+    if resident_fraction(paths) is None:
+        pytest.skip("mincore is not available here")
+    rate, method = disk_read_bandwidth(paths, repeats=1)
+    assert method in ("posix_fadvise(DONTNEED)", "drop_caches") and rate > 0
+    assert resident_fraction(paths) == 1.0   # it read the files, all of them
+
+
 def test_training_copies_keep_persons_per_image(tmp_path):
     root, _ = make_synthetic_mpii(str(tmp_path / "data"), n_images=4, seed=4)
     source = load_source(root)   # 1 or 2 persons per image, train and val
@@ -180,6 +197,24 @@ def test_training_copies_keep_persons_per_image(tmp_path):
         assert len(persons) == sum(p.image_name == original for p in source.people)
         copy = decode_image(locator.find(name))
         assert np.array_equal(copy, decode_image(source.paths[original]))
+
+
+def test_train_and_distributed_phases_share_the_shards_prepared_for_a_config(tmp_path):
+    """A train config of another crop size gets its shards prepared once, whichever
+    phases read them (the distributed phase used to prepare them a second time into the
+    same folder and fail)."""
+    from hgpipe.bench.runner import QUICK_SIZES, Bench
+    from hgpipe.config import load_config
+    root, _ = make_synthetic_mpii(str(tmp_path / "data"), n_images=6, seed=3)
+    bench = Bench(load_config(None), mpii_dir=root, sizes=QUICK_SIZES._replace(train_samples=24),
+                  skip=("online", "prepare", "feed"), work_dir=str(tmp_path))
+    bench.work = str(tmp_path / "work")
+    os.makedirs(bench.work)
+    cfg = load_config(None, ["DataSetHG.img_size=64", "DataSetHG.hm_size=16",
+                             "Prepare.variants=2"])
+    first = bench._train_shards(cfg, "small", None)
+    assert bench._train_shards(cfg, "small", None) == first
+    assert sorted(os.listdir(bench.work)) == ["images", "train_shards_small"]
 
 
 def test_conv_flops_match_hand_count_and_tf_profiler():

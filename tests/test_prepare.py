@@ -18,8 +18,8 @@ from hgpipe.cli import main
 from hgpipe.codec import (HEATMAP_SCALE, heatmap_to_crop, quantize_heatmaps,
                           render_heatmaps)
 from hgpipe.data import schema
-from hgpipe.data.shards import (file_crc32, file_sha256, load_manifest, shard_paths,
-                                verify_checksums)
+from hgpipe.data.shards import (RowWriter, ShardError, file_crc32, file_sha256,
+                                load_manifest, shard_paths, verify_checksums)
 from hgpipe.data.transforms import apply_affine
 from hgpipe.joints import FLIP_PERMUTATION
 
@@ -148,6 +148,60 @@ def test_same_arrays_whatever_workers(synthetic, tmp_path):
         with open(str(tmp_path / "w1" / name), "rb") as one, \
                 open(str(tmp_path / "w2" / name), "rb") as two:
             assert one.read() == two.read(), name
+
+
+def test_streamed_shards_hold_what_gathered_shards_hold(tmp_path):
+    """Uncompressed shards are written row by row into the file (RowWriter); gzip ones
+    are gathered in memory first. Both paths must store the same samples, every field
+    of a sample in the same row, also in shards that end short (an unreadable image, an
+    implausible box). The storage is part of the shard plan's fingerprint, which seeds
+    the slot order, so samples are matched by who they are and how they were augmented."""
+    root, entries = make_synthetic_mpii(str(tmp_path / "data"), n_images=12, seed=5)
+    with open(os.path.join(root, "images", "synth_004.jpg"), "wb") as out:
+        out.write(b"not a jpeg")
+    entries[0]["scale_provided"] = 1e6   # implausible box: skipped after the decode
+    with open(os.path.join(root, "annotations", "mpii_annotations.json"), "w") as out:
+        json.dump(entries, out)
+    outs = {}
+    for storage in ("none", "gzip"):
+        outs[storage] = str(tmp_path / storage)
+        assert run_cli("prepare", "--mpii", root, "--out", outs[storage], "--workers", "1",
+                       "--set", "Prepare.heatmap_compression=" + storage,
+                       "--set", "Prepare.image_compression=" + storage,
+                       *SMALL).exit_code == 0
+    manifest = load_manifest(outs["none"])
+    assert manifest["skipped_by_reason"]["implausible person box"] == 1
+    short = [e for e in manifest["shards"] if e["count"] < 8 and e["split"] == "train"]
+    assert short, "no shard ended short: the compaction path went untested"
+    for split in ("train", "val"):
+        streamed, gathered = read_split(outs["none"], split), read_split(outs["gzip"], split)
+        assert set(streamed) == set(gathered)
+        # last key first: image, person, then the augmentation (colour only shows in
+        # the pixels: variants may share a clamped scale and no rotation)
+        orders = [np.lexsort((arrays["images"].reshape(len(arrays["images"]), -1).sum(1),
+                              arrays["flipped"], arrays["scale"], arrays["rotation"],
+                              arrays["person_index"], arrays["image_name"]))
+                  for arrays in (streamed, gathered)]
+        for name in streamed:
+            assert np.array_equal(streamed[name][orders[0]], gathered[name][orders[1]]), \
+                (split, name)
+    with h5py.File(shard_paths(outs["none"], "train")[0], "r") as shard:
+        assert shard["images"].chunks is None and shard["heatmaps"].chunks is None
+
+
+def test_unfinished_row_writer_leaves_no_file(tmp_path):
+    path = str(tmp_path / "train-00000.h5")
+    row = np.ones((64, 64, 3), np.uint8)
+    with pytest.raises(RuntimeError):
+        with RowWriter(path, "train", 64, 16, 4) as writer:
+            writer.write_row("images", 2, row)
+            raise RuntimeError("interrupted")
+    with RowWriter(path, "train", 64, 16, 4) as writer:
+        writer.write_row("images", 1, row)          # and never finished
+    with pytest.raises(ShardError, match="row of 12 bytes"):
+        with RowWriter(path, "train", 64, 16, 4) as writer:
+            writer.write_row("images", 0, np.ones(12, np.uint8))
+    assert os.listdir(str(tmp_path)) == []
 
 
 def test_killed_run_resumes_to_identical_shards(tmp_path):

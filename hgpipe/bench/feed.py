@@ -133,3 +133,11 @@ def limit_rows(bandwidth, bytes_per_sample):
             make_row("feed.limit", "feed", "physical limit: memcpy / %d B per sample "
                      "(image + heatmaps + weights)" % bytes_per_sample,
                      bandwidth / bytes_per_sample, "images/s")]
+
+
+def disk_rows(bandwidth, bytes_per_sample, method):
+    return [make_row("feed.disk", "feed", "disk read rate: the shard files front to back in "
+                     "16 MB reads, cold (evicted by %s), best of 3" % method,
+                     bandwidth / 1e9, "GB/s"),
+            make_row("feed.disk_limit", "feed", "cold limit: disk read rate / %d B per "
+                     "sample" % bytes_per_sample, bandwidth / bytes_per_sample, "images/s")]

@@ -4,9 +4,10 @@ Rows are plain data so that the Markdown table, the JSON file and the tests all 
 same numbers; a ratio row names the two rows it divides (``of``), so anyone can check it
 against the printed values.
 """
-import json
 import math
 from typing import NamedTuple, Optional, Tuple
+
+from hgpipe import atomic
 
 
 class BenchError(ValueError):
@@ -87,7 +88,7 @@ def markdown_table(rows):
 
 
 def write_json(path, rows, meta, notes):
+    """The rows, meta and notes as JSON, written atomically (a rerun never leaves half
+    a file where a previous result was)."""
     payload = {"rows": [row.as_dict() for row in rows], "meta": meta, "notes": list(notes)}
-    with open(path, "w") as out:
-        json.dump(payload, out, indent=2, sort_keys=True)
-        out.write("\n")
+    atomic.write_json(path, payload)

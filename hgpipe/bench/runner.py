@@ -20,8 +20,8 @@ from hgpipe.bench import prepare as prepare_bench
 from hgpipe.bench import train as train_bench
 from hgpipe.bench.report import BenchError, make_row, ratio_row
 from hgpipe.bench.sources import find_dataset, load_source
-from hgpipe.bench.system import (load_average, memcpy_bandwidth, one_core,
-                                 physical_memory_bytes, usable_cores)
+from hgpipe.bench.system import (disk_read_bandwidth, load_average, memcpy_bandwidth,
+                                 one_core, physical_memory_bytes, usable_cores)
 from hgpipe.config import load_config
 from hgpipe.data import shards
 
@@ -90,6 +90,7 @@ class Bench(object):
         self.cores = usable_cores()
         self.rows, self.notes = [], []
         self._source = None
+        self._train_dirs = {}   # train config name -> the shards its phases read
         self._started = time.time()
 
     # ------------------------------------------------------------------ helpers
@@ -232,6 +233,9 @@ class Bench(object):
             bandwidth = memcpy_bandwidth(self.sizes.memcpy_bytes)
         per_sample = feed_bench.sample_bytes(feed_dir)
         self._add(feed_bench.limit_rows(bandwidth, per_sample))
+        self.say("feed: the disk's read rate, cold")
+        disk, method = disk_read_bandwidth(shards.shard_paths(feed_dir, "train"))
+        self._add(feed_bench.disk_rows(disk, per_sample, method))
         if online is not None:
             self._add([ratio_row("ratio.feed_online", "feed warm b16 / online loader",
                                  self.rows, "feed.warm.b16", "online.samples_per_sec",
@@ -239,6 +243,9 @@ class Bench(object):
         self._add([ratio_row("ratio.feed_limit", "feed warm b16 / physical limit",
                              self.rows, "feed.warm.b16", "feed.limit",
                              feed_bench.LIMIT_TARGET)])
+        self._add([ratio_row("ratio.feed_disk", "feed cold b16 / cold limit (the disk's "
+                             "sequential read rate)", self.rows, "feed.cold.b16",
+                             "feed.disk_limit")])
         for cold in ("warm", "cold"):
             self._add([ratio_row("ratio.feed_block.%s" % cold, "feed %s b16: shuffled per "
                                  "epoch / old block reader" % cold, self.rows,
@@ -312,6 +319,14 @@ class Bench(object):
                 by_key[gzip_key].value, by_key[none_key].value, winner))
 
     def _train_shards(self, cfg, name, prepared):
+        """Shards of the config's crop size: --data's or prepare's when they fit, else
+        prepared here once per config (the train and distributed phases share them)."""
+        if name in self._train_dirs:
+            return self._train_dirs[name]
+        self._train_dirs[name] = self._find_or_prepare_train_shards(cfg, name, prepared)
+        return self._train_dirs[name]
+
+    def _find_or_prepare_train_shards(self, cfg, name, prepared):
         size = (cfg["DataSetHG"]["img_size"], cfg["DataSetHG"]["hm_size"])
         candidates = [self.data_dir] if self.data_dir else []
         if prepared is not None:

@@ -191,17 +191,69 @@ def _augmentations(record, split, prep):
 
 
 def build_shard(task, settings, out_dir, progress=None):
-    """Make and write one shard; returns its manifest entry (with its skipped persons)."""
+    """Make and write one shard; returns its manifest entry (with its skipped persons).
+
+    With the default uncompressed storage each sample's crop and heatmaps go from one
+    reused buffer straight to their place in the file (:class:`shards.RowWriter`); gzip
+    storage gathers the shard in memory and writes it through h5py. A shard that ends
+    short (unreadable image, implausible box) is gathered and written the second way.
+    """
+    input_size, heatmap_size = settings["input_size"], settings["heatmap_size"]
+    compression = {"images": settings["image_compression"],
+                   "heatmaps": settings["heatmap_compression"]}
+    path = os.path.join(out_dir, task.file_name)
+
+    def record(digest, size):
+        shard_records.write_record(out_dir, task.file_name, digest, size, task.fingerprint)
+
+    def attrs(skipped):
+        return {"fingerprint": task.fingerprint, "hgpipe_version": __version__,
+                "skipped": json.dumps(skipped),
+                "settings": json.dumps(settings, sort_keys=True)}
+
+    if all(compression[name] == "none" for name in shards.STREAMED_FIELDS):
+        with shards.RowWriter(path, task.split, input_size, heatmap_size,
+                              task.samples) as writer:
+            arrays, count, skipped, kept = _make_samples(task, settings, progress, writer)
+            if kept is None:
+                digest, size = writer.finish(arrays, attrs(skipped), before_rename=record)
+                return _entry(task, count, digest, size, skipped)
+            arrays.update((name, writer.read_rows(name, kept))
+                          for name in shards.STREAMED_FIELDS)
+    else:
+        arrays, count, skipped, kept = _make_samples(task, settings, progress)
+        if kept is not None:
+            arrays.update((name, arrays[name][kept]) for name in shards.STREAMED_FIELDS)
+    if kept is not None:
+        arrays.update((name, array[kept]) for name, array in arrays.items()
+                      if name not in shards.STREAMED_FIELDS)
+    digest, size = shards.write_shard(path, arrays, task.split, input_size, heatmap_size,
+                                      attrs=attrs(skipped), compression=compression,
+                                      before_rename=record)
+    return _entry(task, count, digest, size, skipped)
+
+
+def _make_samples(task, settings, progress=None, writer=None):
+    """Every sample of a shard task, each in a random slot of the shard (train), so that
+    any contiguous slice of it is a random batch.
+
+    Crops and heatmaps go to ``writer`` (a :class:`shards.RowWriter`) when given, else
+    into the returned arrays with the other datasets. Returns (arrays, samples made,
+    skipped persons, kept): ``kept`` is None when every slot was filled, else the sorted
+    slots that were (the shard must be compacted to them, keeping the random order).
+    """
     input_size, heatmap_size = settings["input_size"], settings["heatmap_size"]
     spec = schema.datasets(input_size, heatmap_size, task.split)
-    arrays = {name: np.zeros((task.samples,) + tuple(shape), dtype=dtype)
-              for name, (shape, dtype, _) in spec.items()}
+    in_memory = [name for name in spec if writer is None or name not in shards.STREAMED_FIELDS]
+    arrays = {name: np.zeros((task.samples,) + tuple(spec[name][0]), dtype=spec[name][1])
+              for name in in_memory}
+    rows = {} if writer is None else {
+        name: np.empty(spec[name][0], dtype=spec[name][1]) for name in shards.STREAMED_FIELDS}
     skipped, n = [], 0
-    # train samples go straight to a random slot, so that any contiguous slice of the
-    # shard is a random batch (no reordering copy afterwards)
     slots = np.arange(task.samples)
     if task.split == "train":
         slots = np.random.RandomState(int(task.fingerprint[:8], 16)).permutation(task.samples)
+    per_person = settings["variants"] if task.split == "train" else 1
     for job in task.jobs:
         augmentations = [(record, _augmentations(record, task.split, settings))
                          for record in job.records]
@@ -213,7 +265,7 @@ def build_shard(task, settings, out_dir, progress=None):
             skipped.extend(Skip(r.describe(), SkipKind.IMAGE_UNREADABLE, str(exc), exc.problem)
                            for r in job.records)
             if progress is not None:
-                progress.put(len(job.records) * (settings["variants"] if task.split == "train" else 1))
+                progress.put(len(job.records) * per_person)
             continue
         done = 0
         for record, augs in augmentations:
@@ -228,8 +280,10 @@ def build_shard(task, settings, out_dir, progress=None):
                     progress.put(len(augs))
                 continue
             for aug in augs:
-                # crop and stored heatmaps are written straight into the shard's arrays
-                direct = {name: arrays[name][slots[n]] for name in ("images", "heatmaps")}
+                slot = slots[n]
+                # the crop and the stored heatmaps are made in place: in their row of
+                # the arrays, or in the reused row buffers the writer writes out
+                direct = rows or {name: arrays[name][slot] for name in shards.STREAMED_FIELDS}
                 sample = make_sample(image, record, aug, input_size, heatmap_size,
                                      settings["sigma"], reduction, HEATMAP_SCALE, direct)
                 sample["image_name"] = record.image_name.encode("utf-8")
@@ -239,28 +293,17 @@ def build_shard(task, settings, out_dir, progress=None):
                     sample["gt_joints"] = record.joints
                     sample["gt_annotated"] = record.annotated
                     sample["head_normalizer"] = record.head_normalizer()
-                for name in spec:
+                for name in in_memory:
                     if name not in direct:
-                        arrays[name][slots[n]] = sample[name]
+                        arrays[name][slot] = sample[name]
+                for name, row in rows.items():
+                    writer.write_row(name, slot, row)
                 n += 1
                 done += 1
         if progress is not None:
             progress.put(done)
-    if n < task.samples:  # unreadable images: close the gaps, keep the random order
-        kept = np.sort(slots[:n])
-        arrays = {name: array[kept] for name, array in arrays.items()}
-    attrs = {"fingerprint": task.fingerprint, "hgpipe_version": __version__,
-             "skipped": json.dumps(skipped), "settings": json.dumps(settings, sort_keys=True)}
-    compression = {"images": settings["image_compression"],
-                   "heatmaps": settings["heatmap_compression"]}
-    path = os.path.join(out_dir, task.file_name)
-
-    def record(digest, size):
-        shard_records.write_record(out_dir, task.file_name, digest, size, task.fingerprint)
-    digest, size = shards.write_shard(path, arrays, task.split, input_size, heatmap_size,
-                                      attrs=attrs, compression=compression,
-                                      before_rename=record)
-    return _entry(task, n, digest, size, skipped)
+    kept = None if n == task.samples else np.sort(slots[:n])
+    return arrays, n, skipped, kept
 
 
 def _entry(task, count, digest, size, skipped):

@@ -64,16 +64,125 @@ def write_shard(path, arrays, split, input_size, heatmap_size, attrs=None,
                     options = {}
                 out.create_dataset(name, data=data.astype(dtype, copy=False),
                                    track_times=False, **options)
-            out.attrs["schema_version"] = schema.SCHEMA_VERSION
-            out.attrs["split"] = split
-            out.attrs["count"] = count
-            for key, value in (attrs or {}).items():
-                out.attrs[key] = value
+            _write_attrs(out, split, count, attrs)
         digest = file_crc32(tmp)
         size = os.path.getsize(tmp)
         if before_rename is not None:
             before_rename(digest, size)
     return digest, size
+
+
+STREAMED_FIELDS = ("images", "heatmaps")   # the big per-sample rows (99.9% of a shard)
+
+
+class RowWriter(object):
+    """One shard written sample by sample straight into its file, then made final.
+
+    Why: gathering a shard's 256 KB samples in memory and handing the arrays to HDF5
+    costs a copy and 67 MB of fresh memory per 256-sample shard; measured here that was
+    ~0.6 ms of prepare's ~1.9 ms per sample, against ~0.09 ms for one positional write
+    per row from a reused buffer. HDF5 stores an uncompressed dataset as one contiguous
+    block at a fixed offset (the layout the training reader reads), so the block is
+    allocated when the file is created and sample ``i`` is written at
+    ``offset + i * row_bytes``; HDF5 itself never touches those bytes again. The small
+    datasets and the attributes are written through h5py by :meth:`finish`.
+
+    Use as a context manager; leaving it without :meth:`finish` (an error, a signal)
+    removes the temporary file, so a final name always holds a whole shard.
+    """
+
+    def __init__(self, path, split, input_size, heatmap_size, count):
+        self.path, self.split, self.count = path, split, int(count)
+        self.input_size, self.heatmap_size = input_size, heatmap_size
+        self.spec = schema.datasets(input_size, heatmap_size, split)
+        self._stack = contextlib.ExitStack()
+        self.tmp = self._stack.enter_context(atomic_path(path))
+        self._file = h5py.File(self.tmp, "w", track_order=False)
+        self.offsets, self.row_bytes = {}, {}
+        creation = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        creation.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)   # the block exists now...
+        creation.set_fill_time(h5py.h5d.FILL_TIME_NEVER)     # ...and is not zeroed first
+        creation.set_obj_track_times(False)
+        for name in STREAMED_FIELDS:
+            shape, dtype, _ = self.spec[name]
+            space = h5py.h5s.create_simple((self.count,) + tuple(shape))
+            dataset = h5py.h5d.create(self._file.id, name.encode("ascii"),
+                                      h5py.h5t.py_create(np.dtype(dtype)), space,
+                                      dcpl=creation)
+            self.offsets[name] = dataset.get_offset()
+            self.row_bytes[name] = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        self._fd = os.open(self.tmp, os.O_RDWR)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, traceback):
+        self._close_files()
+        if self._stack is not None:   # left without finish(): never a final name
+            stack, self._stack = self._stack, None
+            if exc_type is None:
+                exc_type, exc = ShardError, ShardError("%s: left unfinished" % self.path)
+            stack.__exit__(exc_type, exc, traceback)   # removes the temporary file
+        return False
+
+    def _close_files(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def write_row(self, name, index, row):
+        """Write sample ``index`` of dataset ``name`` (``row``: one C-contiguous sample)."""
+        data = memoryview(np.ascontiguousarray(row)).cast("B")
+        if data.nbytes != self.row_bytes[name]:
+            raise ShardError("%s: %s row of %d bytes, expected %d" % (
+                self.path, name, data.nbytes, self.row_bytes[name]))
+        position = self.offsets[name] + int(index) * data.nbytes
+        while data.nbytes:   # a positional write may be short (signals, full disks)
+            written = os.pwrite(self._fd, data, position)
+            data, position = data[written:], position + written
+
+    def read_rows(self, name, indices):
+        """The rows at ``indices`` read back, as one array (for a shard that ends short)."""
+        shape, dtype, _ = self.spec[name]
+        out = np.empty((len(indices),) + tuple(shape), dtype)
+        for row, index in zip(out, indices):
+            data = memoryview(row).cast("B")
+            if os.preadv(self._fd, [data], self.offsets[name] + int(index) * data.nbytes) \
+                    != data.nbytes:
+                raise ShardError("%s: short read of %s row %d" % (self.tmp, name, index))
+        return out
+
+    def finish(self, arrays, attrs=None, before_rename=None):
+        """Write the other datasets (``arrays``, full length) and the attributes, give the
+        file its final name; returns (checksum, size) like :func:`write_shard`."""
+        for name, (shape, dtype, _) in self.spec.items():
+            if name in STREAMED_FIELDS:
+                continue
+            data = np.asarray(arrays[name])
+            if data.shape != (self.count,) + tuple(shape):
+                raise ShardError("%s: dataset %s has shape %s, expected %s" % (
+                    self.path, name, data.shape, (self.count,) + tuple(shape)))
+            self._file.create_dataset(name, data=data.astype(dtype, copy=False),
+                                      track_times=False)
+        _write_attrs(self._file, self.split, self.count, attrs)
+        self._close_files()
+        digest, size = file_crc32(self.tmp), os.path.getsize(self.tmp)
+        if before_rename is not None:
+            before_rename(digest, size)
+        stack, self._stack = self._stack, None
+        stack.close()   # the rename
+        return digest, size
+
+
+def _write_attrs(out, split, count, attrs):
+    out.attrs["schema_version"] = schema.SCHEMA_VERSION
+    out.attrs["split"] = split
+    out.attrs["count"] = count
+    for key, value in (attrs or {}).items():
+        out.attrs[key] = value
 
 
 def file_crc32(path):
