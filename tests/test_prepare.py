@@ -187,6 +187,19 @@ def test_streamed_shards_hold_what_gathered_shards_hold(tmp_path):
                 (split, name)
     with h5py.File(shard_paths(outs["none"], "train")[0], "r") as shard:
         assert shard["images"].chunks is None and shard["heatmaps"].chunks is None
+    # the training reader reads both kinds of uncompressed file (streamed, and gathered
+    # as the short shards and every shard before streaming were) by their offsets
+    from hgpipe.train.feeder import TRAIN_FIELDS, ShardBatches
+    truth = read_split(outs["none"], "train")
+    reader = ShardBatches(outs["none"], "train", 1, shuffle=False)
+    try:
+        assert set(reader._files[0].offsets) == {"images", "heatmaps"}
+        for i, batch in enumerate(reader.epoch(0)):
+            for name in TRAIN_FIELDS:
+                assert np.array_equal(batch[name][0], truth[name][i]), (i, name)
+        assert i + 1 == len(truth["images"])
+    finally:
+        reader.close()
 
 
 def test_unfinished_row_writer_leaves_no_file(tmp_path):
