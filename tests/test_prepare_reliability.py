@@ -151,6 +151,50 @@ def test_resume_rebuilds_a_damaged_shard_instead_of_blessing_it(dataset, referen
     assert digests(out) == digests(reference)
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE")
+def test_a_write_that_fails_names_the_shard_and_leaves_nothing_half_written(
+        dataset, reference, tmp_path):
+    """A full disk, as a file size limit: the shard's positional writes fail (EFBIG), in
+    a worker process; prepare ends with one line naming the shard, no shard or temporary
+    file is left, and a rerun with room writes exactly the reference."""
+    import resource
+    out = str(tmp_path / "shards")
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # EFBIG instead of a signal
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
+    cmd = [sys.executable, "-m", "hgpipe", "prepare", "--mpii", dataset, "--out", out,
+           "--workers", "2"] + SMALL
+    result = subprocess.run(cmd, env=dict(os.environ, PYTHONPATH=REPO_ROOT),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=small_files, timeout=300)
+    stderr = result.stderr.decode()
+    assert result.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert "File too large" in last and ".h5" in last and out in last, stderr
+    assert shard_files(out) == []
+    assert [n for n in os.listdir(out) if n.endswith(".tmp")] == []
+    assert prepare(dataset, out).exit_code == 0
+    assert digests(out) == digests(reference)
+
+
+def _dies_on_three(item, progress):
+    if item == 3:
+        os.kill(os.getpid(), signal.SIGKILL)   # what the kernel's OOM killer does
+    time.sleep(0.05)
+    return item
+
+
+def test_a_worker_killed_ends_the_pool_with_one_line_instead_of_waiting_forever():
+    from hgpipe.data.workers import WorkerDied, run_pool
+    start = time.time()
+    with pytest.raises(WorkerDied, match=r"killed by SIGKILL \(out of memory\?\)"):
+        run_pool(_dies_on_three, list(range(8)), 2)
+    assert time.time() - start < 30
+    assert run_pool(_dies_on_three, [0, 1, 2], 2) and True   # the next pool works
+
+
 def test_leftovers_removed_and_overwrite_keeps_only_the_new_config(dataset, tmp_path):
     out = str(tmp_path / "shards")
     assert prepare(dataset, out).exit_code == 0

@@ -471,8 +471,14 @@ def _write_shards(cfg, out_dir, tasks, skips, annotation_file, mpii_dir, workers
     if entries:
         echo("resuming: %d of %d shards already complete" % (len(entries), len(tasks)))
     with (progress or (lambda total: _NoProgress()))(sum(t.samples for t in todo)) as bar:
-        entries += run_tasks(todo, shard_settings(cfg), out_dir,
-                             min(workers, max(1, len(todo))), on_progress=bar.update)
+        try:
+            entries += run_tasks(todo, shard_settings(cfg), out_dir,
+                                 min(workers, max(1, len(todo))), on_progress=bar.update)
+        except BaseException:
+            # the workers are gone (stopped and joined); what they were writing is
+            # half a shard under a temporary name: remove it now, not at the next run
+            shard_records.remove_leftovers(out_dir)
+            raise
     for entry in entries:
         skips += entry["skipped"]
     _report_unreadable(skips, echo)

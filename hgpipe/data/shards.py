@@ -15,6 +15,7 @@ import hashlib
 import json
 import mmap
 import os
+import sys
 import zlib
 
 import h5py
@@ -28,6 +29,20 @@ MANIFEST = "manifest.json"
 
 class ShardError(ValueError):
     """A shards directory or file is missing, incomplete or of another schema."""
+
+
+@contextlib.contextmanager
+def _naming_the_shard(path):
+    """HDF5 reports a failed write (a full disk, a size limit) as a RuntimeError or an
+    OSError that does not name the file: name it, in one line."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        if isinstance(exc, OSError) and exc.filename:
+            raise
+        text = str(exc).strip().splitlines()
+        raise ShardError("%s: cannot be written (%s)" % (
+            path, text[0] if text else type(exc).__name__))
 
 
 def _creation_options(name, compression):
@@ -50,7 +65,7 @@ def write_shard(path, arrays, split, input_size, heatmap_size, attrs=None,
     if missing:
         raise ShardError("%s: missing datasets %s" % (path, sorted(missing)))
     count = len(arrays["images"])
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, _naming_the_shard(path):
         with h5py.File(tmp, "w", track_order=False) as out:
             for name, (shape, dtype, text) in spec.items():
                 data = np.asarray(arrays[name])
@@ -73,6 +88,7 @@ def write_shard(path, arrays, split, input_size, heatmap_size, attrs=None,
 
 
 STREAMED_FIELDS = ("images", "heatmaps")   # the big per-sample rows (99.9% of a shard)
+_METADATA_ROOM = 1 << 20   # HDF5's own bytes in a shard (object headers, attributes)
 
 
 class RowWriter(object):
@@ -95,29 +111,56 @@ class RowWriter(object):
         self.path, self.split, self.count = path, split, int(count)
         self.input_size, self.heatmap_size = input_size, heatmap_size
         self.spec = schema.datasets(input_size, heatmap_size, split)
+        self.offsets, self.row_bytes = {}, {}
+        self._fd = self._file = None
         self._stack = contextlib.ExitStack()
         self.tmp = self._stack.enter_context(atomic_path(path))
-        self._file = h5py.File(self.tmp, "w", track_order=False)
-        self.offsets, self.row_bytes = {}, {}
-        creation = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-        creation.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)   # the block exists now...
-        creation.set_fill_time(h5py.h5d.FILL_TIME_NEVER)     # ...and is not zeroed first
-        creation.set_obj_track_times(False)
-        for name in STREAMED_FIELDS:
-            shape, dtype, _ = self.spec[name]
-            space = h5py.h5s.create_simple((self.count,) + tuple(shape))
-            dataset = h5py.h5d.create(self._file.id, name.encode("ascii"),
-                                      h5py.h5t.py_create(np.dtype(dtype)), space,
-                                      dcpl=creation)
-            self.offsets[name] = dataset.get_offset()
-            self.row_bytes[name] = int(np.prod(shape)) * np.dtype(dtype).itemsize
-        self._fd = os.open(self.tmp, os.O_RDWR)
+        try:
+            self._file = h5py.File(self.tmp, "w", track_order=False)
+            self._fd = os.open(self.tmp, os.O_RDWR)
+            self._reserve()
+            creation = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+            creation.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)   # the block exists now...
+            creation.set_fill_time(h5py.h5d.FILL_TIME_NEVER)     # ...and is not zeroed
+            creation.set_obj_track_times(False)
+            for name in STREAMED_FIELDS:
+                shape, dtype, _ = self.spec[name]
+                space = h5py.h5s.create_simple((self.count,) + tuple(shape))
+                with _naming_the_shard(self.path):
+                    dataset = h5py.h5d.create(self._file.id, name.encode("ascii"),
+                                              h5py.h5t.py_create(np.dtype(dtype)), space,
+                                              dcpl=creation)
+                self.offsets[name] = dataset.get_offset()
+                self.row_bytes[name] = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
+
+    def _reserve(self):
+        """Reserve the disk space of the whole shard before HDF5 places anything in it.
+
+        A full disk (or a file size limit) then fails here, in one clear line, before a
+        sample is computed; and nothing HDF5 writes later - the rows, its metadata, the
+        small datasets - can fail for space. That matters beyond the message: HDF5 1.12
+        (h5py 3.8, the Python 3.7 lane) crashes the process when it cannot extend a file
+        it is closing. :meth:`finish` cuts the file back to what HDF5 used.
+        """
+        per_sample = sum(int(np.prod(shape)) * np.dtype(dtype).itemsize
+                         for shape, dtype, _ in self.spec.values())
+        size = self.count * per_sample + _METADATA_ROOM
+        try:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(self._fd, 0, size)
+            else:
+                os.ftruncate(self._fd, size)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, self.path)
 
     def __enter__(self):
         return self
 
     def __exit__(self, exc_type, exc, traceback):
-        self._close_files()
+        self._close_files(quiet=True)
         if self._stack is not None:   # left without finish(): never a final name
             stack, self._stack = self._stack, None
             if exc_type is None:
@@ -125,13 +168,20 @@ class RowWriter(object):
             stack.__exit__(exc_type, exc, traceback)   # removes the temporary file
         return False
 
-    def _close_files(self):
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+    def _close_files(self, quiet=False):
+        """Close both handles; ``quiet``: a shard being abandoned, whose temporary file
+        goes anyway (HDF5 may fail to close a file that could not be written)."""
+        fd, handle = self._fd, self._file
+        self._fd = self._file = None
+        try:
+            if fd is not None:
+                os.close(fd)
+            if handle is not None:
+                with _naming_the_shard(self.path):
+                    handle.close()
+        except (OSError, ShardError):
+            if not quiet:
+                raise
 
     def write_row(self, name, index, row):
         """Write sample ``index`` of dataset ``name`` (``row``: one C-contiguous sample)."""
@@ -141,7 +191,10 @@ class RowWriter(object):
                 self.path, name, data.nbytes, self.row_bytes[name]))
         position = self.offsets[name] + int(index) * data.nbytes
         while data.nbytes:   # a positional write may be short (signals, full disks)
-            written = os.pwrite(self._fd, data, position)
+            try:
+                written = os.pwrite(self._fd, data, position)
+            except OSError as exc:   # a full disk, a file size limit: name the shard
+                raise OSError(exc.errno, exc.strerror, self.path)
             data, position = data[written:], position + written
 
     def read_rows(self, name, indices):
@@ -165,10 +218,15 @@ class RowWriter(object):
             if data.shape != (self.count,) + tuple(shape):
                 raise ShardError("%s: dataset %s has shape %s, expected %s" % (
                     self.path, name, data.shape, (self.count,) + tuple(shape)))
-            self._file.create_dataset(name, data=data.astype(dtype, copy=False),
-                                      track_times=False)
-        _write_attrs(self._file, self.split, self.count, attrs)
+            with _naming_the_shard(self.path):
+                self._file.create_dataset(name, data=data.astype(dtype, copy=False),
+                                          track_times=False)
+        with _naming_the_shard(self.path):
+            _write_attrs(self._file, self.split, self.count, attrs)
+            self._file.flush()
+            used = self._file.id.get_filesize()   # HDF5's end of file, not the reserve's
         self._close_files()
+        os.truncate(self.tmp, used)   # the reserved room HDF5 did not use goes back
         digest, size = file_crc32(self.tmp), os.path.getsize(self.tmp)
         if before_rename is not None:
             before_rename(digest, size)

@@ -7,8 +7,14 @@
   goes through a plain queue that the workers inherit when they are forked.
 * Ctrl-C reaches the whole process group; workers ignore it and the parent stops them,
   so the user sees one line, not a traceback per worker.
+* A worker that dies (killed for memory, a crash in a native library) ends the run with
+  one line saying so. That is why this is a ``ProcessPoolExecutor``, which notices a
+  dead worker, and not a ``multiprocessing.Pool``, which waits for its task forever (and
+  then hangs in ``terminate()`` as well).
 """
 import multiprocessing
+from concurrent import futures
+from concurrent.futures.process import BrokenProcessPool
 import os
 import queue as queue_module
 import signal
@@ -63,15 +69,53 @@ def _call(args):
     return func(item, _Progress())
 
 
+class WorkerDied(ChildProcessError):
+    """A worker process ended while the pool was running (an OSError: one line)."""
+
+
+def _signal_name(number):
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "signal %d" % number
+
+
+def _worker_processes(executor):
+    """The executor's worker processes (a private attribute; empty if it ever goes)."""
+    return list((getattr(executor, "_processes", None) or {}).values())
+
+
+def _how_they_died(processes):
+    """The exit of the worker that died first, as far as it can be told: the pool ends
+    the others with SIGTERM once one is gone, so any other exit is the first one's."""
+    codes = [process.exitcode for process in processes if process.exitcode]
+    codes.sort(key=lambda code: code == -signal.SIGTERM)
+    if not codes:
+        return "it was terminated abruptly"
+    code = codes[0]
+    how = "killed by %s" % _signal_name(-code) if code < 0 else "exit status %d" % code
+    return how + (" (out of memory?)" if code == -signal.SIGKILL else "")
+
+
+def _stop(processes):
+    """End the workers now (they may be in the middle of a shard)."""
+    for process in processes:
+        if process.exitcode is None:
+            process.terminate()
+    for process in processes:
+        process.join(5)
+
+
 def run_pool(func, items, workers, initializer=None, on_progress=None, on_done=None):
     """``[func(item, progress) for item in items]`` over ``workers`` forked processes,
-    in completion order; ``progress.put(n)`` in a task calls ``on_progress(n)`` here."""
+    in completion order; ``progress.put(n)`` in a task calls ``on_progress(n)`` here.
+    An exception of a task is raised here; a worker that dies raises WorkerDied."""
     context = multiprocessing.get_context(
         "fork" if "fork" in multiprocessing.get_all_start_methods() else None)
     progress = context.Queue()
-    pool = context.Pool(workers, initializer=_init,
-                        initargs=(os.getpid(), progress, initializer))
-    results = []
+    executor = futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init,
+                                           initargs=(os.getpid(), progress, initializer))
+    results, processes = [], []
 
     def drain():
         while True:
@@ -82,24 +126,26 @@ def run_pool(func, items, workers, initializer=None, on_progress=None, on_done=N
             if on_progress:
                 on_progress(n)
     try:
-        pending = pool.imap_unordered(_call, [(func, item) for item in items])
-        remaining = len(items)
-        while remaining:
-            try:
-                result = pending.next(timeout=0.2)
+        pending = set(executor.submit(_call, (func, item)) for item in items)
+        while pending:
+            processes = _worker_processes(executor) or processes
+            done, pending = futures.wait(pending, timeout=0.2,
+                                         return_when=futures.FIRST_COMPLETED)
+            for future in done:
+                result = future.result()
                 results.append(result)
-                remaining -= 1
                 if on_done:
                     on_done(result)
-            except multiprocessing.TimeoutError:
-                pass
             drain()
-        pool.close()
+    except BrokenProcessPool:
+        _stop(processes)
+        raise WorkerDied("a worker process ended while building shards: %s"
+                         % _how_they_died(processes))
     except BaseException:
-        pool.terminate()
+        _stop(_worker_processes(executor) or processes)
         raise
     finally:
-        pool.join()
+        executor.shutdown(wait=True)
         drain()
         progress.close()
     return results
