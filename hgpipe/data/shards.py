@@ -45,6 +45,35 @@ def _naming_the_shard(path):
             path, text[0] if text else type(exc).__name__))
 
 
+_METADATA_ROOM = 1 << 20   # HDF5's own bytes in a shard (object headers, attributes)
+
+
+def reserve_space(fd, path, data_bytes):
+    """Reserve a shard's disk space (its data plus room for HDF5's own bytes) before
+    HDF5 places anything in the file open on ``fd``; the writer cuts the file back to
+    what HDF5 used (:func:`_used_bytes`) once it is closed.
+
+    A full disk (or a file size limit) then fails here, in one line naming ``path``,
+    before anything is computed or written; and nothing HDF5 writes later can fail for
+    space. That matters beyond the message: HDF5 1.12 (h5py 3.8, the Python 3.7 lane)
+    crashes the process when it cannot extend a file it is closing.
+    """
+    size = int(data_bytes) + _METADATA_ROOM
+    try:
+        if hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(fd, 0, size)
+        else:
+            os.ftruncate(fd, size)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, path)
+
+
+def _used_bytes(h5file):
+    """Where HDF5's data ends in an open file (not the reserve's end): flush, then ask."""
+    h5file.flush()
+    return h5file.id.get_filesize()
+
+
 def _creation_options(name, compression):
     if name in ("images", "heatmaps") and compression.get(name, "none") == "gzip":
         return {"compression": "gzip", "compression_opts": 1, "shuffle": False}
@@ -67,6 +96,9 @@ def write_shard(path, arrays, split, input_size, heatmap_size, attrs=None,
     count = len(arrays["images"])
     with atomic_path(path) as tmp, _naming_the_shard(path):
         with h5py.File(tmp, "w", track_order=False) as out:
+            with open(tmp, "r+b") as handle:
+                reserve_space(handle.fileno(), path,
+                              sum(np.asarray(arrays[name]).nbytes for name in spec))
             for name, (shape, dtype, text) in spec.items():
                 data = np.asarray(arrays[name])
                 if data.shape != (count,) + tuple(shape):
@@ -80,6 +112,8 @@ def write_shard(path, arrays, split, input_size, heatmap_size, attrs=None,
                 out.create_dataset(name, data=data.astype(dtype, copy=False),
                                    track_times=False, **options)
             _write_attrs(out, split, count, attrs)
+            used = _used_bytes(out)
+        os.truncate(tmp, used)
         digest = file_crc32(tmp)
         size = os.path.getsize(tmp)
         if before_rename is not None:
@@ -88,7 +122,6 @@ def write_shard(path, arrays, split, input_size, heatmap_size, attrs=None,
 
 
 STREAMED_FIELDS = ("images", "heatmaps")   # the big per-sample rows (99.9% of a shard)
-_METADATA_ROOM = 1 << 20   # HDF5's own bytes in a shard (object headers, attributes)
 
 
 class RowWriter(object):
@@ -118,7 +151,9 @@ class RowWriter(object):
         try:
             self._file = h5py.File(self.tmp, "w", track_order=False)
             self._fd = os.open(self.tmp, os.O_RDWR)
-            self._reserve()
+            reserve_space(self._fd, self.path, self.count * sum(
+                int(np.prod(shape)) * np.dtype(dtype).itemsize
+                for shape, dtype, _ in self.spec.values()))
             creation = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
             creation.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)   # the block exists now...
             creation.set_fill_time(h5py.h5d.FILL_TIME_NEVER)     # ...and is not zeroed
@@ -135,26 +170,6 @@ class RowWriter(object):
         except BaseException:
             self.__exit__(*sys.exc_info())
             raise
-
-    def _reserve(self):
-        """Reserve the disk space of the whole shard before HDF5 places anything in it.
-
-        A full disk (or a file size limit) then fails here, in one clear line, before a
-        sample is computed; and nothing HDF5 writes later - the rows, its metadata, the
-        small datasets - can fail for space. That matters beyond the message: HDF5 1.12
-        (h5py 3.8, the Python 3.7 lane) crashes the process when it cannot extend a file
-        it is closing. :meth:`finish` cuts the file back to what HDF5 used.
-        """
-        per_sample = sum(int(np.prod(shape)) * np.dtype(dtype).itemsize
-                         for shape, dtype, _ in self.spec.values())
-        size = self.count * per_sample + _METADATA_ROOM
-        try:
-            if hasattr(os, "posix_fallocate"):
-                os.posix_fallocate(self._fd, 0, size)
-            else:
-                os.ftruncate(self._fd, size)
-        except OSError as exc:
-            raise OSError(exc.errno, exc.strerror, self.path)
 
     def __enter__(self):
         return self
@@ -223,8 +238,7 @@ class RowWriter(object):
                                           track_times=False)
         with _naming_the_shard(self.path):
             _write_attrs(self._file, self.split, self.count, attrs)
-            self._file.flush()
-            used = self._file.id.get_filesize()   # HDF5's end of file, not the reserve's
+            used = _used_bytes(self._file)
         self._close_files()
         os.truncate(self.tmp, used)   # the reserved room HDF5 did not use goes back
         digest, size = file_crc32(self.tmp), os.path.getsize(self.tmp)
