@@ -68,6 +68,12 @@ def reserve_space(fd, path, data_bytes):
         raise OSError(exc.errno, exc.strerror, path)
 
 
+def _data_bytes(spec, count):
+    """Bytes of ``count`` samples of a split's datasets as stored uncompressed."""
+    return count * sum(int(np.prod(shape)) * np.dtype(dtype).itemsize
+                       for shape, dtype, _ in spec.values())
+
+
 def _used_bytes(h5file):
     """Where HDF5's data ends in an open file (not the reserve's end): flush, then ask."""
     h5file.flush()
@@ -97,8 +103,7 @@ def write_shard(path, arrays, split, input_size, heatmap_size, attrs=None,
     with atomic_path(path) as tmp, _naming_the_shard(path):
         with h5py.File(tmp, "w", track_order=False) as out:
             with open(tmp, "r+b") as handle:
-                reserve_space(handle.fileno(), path,
-                              sum(np.asarray(arrays[name]).nbytes for name in spec))
+                reserve_space(handle.fileno(), path, _data_bytes(spec, count))
             for name, (shape, dtype, text) in spec.items():
                 data = np.asarray(arrays[name])
                 if data.shape != (count,) + tuple(shape):
@@ -142,7 +147,6 @@ class RowWriter(object):
 
     def __init__(self, path, split, input_size, heatmap_size, count):
         self.path, self.split, self.count = path, split, int(count)
-        self.input_size, self.heatmap_size = input_size, heatmap_size
         self.spec = schema.datasets(input_size, heatmap_size, split)
         self.offsets, self.row_bytes = {}, {}
         self._fd = self._file = None
@@ -151,9 +155,7 @@ class RowWriter(object):
         try:
             self._file = h5py.File(self.tmp, "w", track_order=False)
             self._fd = os.open(self.tmp, os.O_RDWR)
-            reserve_space(self._fd, self.path, self.count * sum(
-                int(np.prod(shape)) * np.dtype(dtype).itemsize
-                for shape, dtype, _ in self.spec.values()))
+            reserve_space(self._fd, self.path, _data_bytes(self.spec, self.count))
             creation = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
             creation.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)   # the block exists now...
             creation.set_fill_time(h5py.h5d.FILL_TIME_NEVER)     # ...and is not zeroed
