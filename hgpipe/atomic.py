@@ -10,6 +10,18 @@ import os
 import tempfile
 
 
+def ensure_dir(path):
+    """Create ``path`` and its parents unless they exist; safe when others race to do it.
+
+    A check-then-create (``isdir`` then ``makedirs``) fails with ``File exists`` when
+    another thread or process creates the folder in between: prepare's workers writing
+    their first shard records into one new folder did exactly that on fresh machines.
+    ``exist_ok`` makes creation idempotent; a non-folder at ``path`` still raises.
+    """
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
 def _umask():
     mask = os.umask(0)
     os.umask(mask)
@@ -22,9 +34,7 @@ def atomic_path(path):
 
     The file gets ordinary permissions (0666 less the umask), not mkstemp's private 0600.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        os.makedirs(directory)
+    directory = ensure_dir(os.path.dirname(os.path.abspath(path)))
     handle, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp",
                                    dir=directory)
     os.close(handle)

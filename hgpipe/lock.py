@@ -18,6 +18,8 @@ import socket
 import sys
 import time
 
+from hgpipe.atomic import ensure_dir
+
 try:
     import fcntl
 except ImportError:  # not POSIX: no lock (hgpipe's platforms are Linux and macOS)
@@ -49,8 +51,7 @@ def _describe_holder(handle):
 @contextlib.contextmanager
 def folder_lock(folder, command=None):
     """Hold ``folder`` (created if needed) for this process, or raise FolderLockedError."""
-    if not os.path.isdir(folder):
-        os.makedirs(folder)
+    ensure_dir(folder)
     if fcntl is None:
         yield
         return

@@ -11,6 +11,7 @@ per image.
 import os
 from typing import List, NamedTuple
 
+from hgpipe.atomic import ensure_dir
 from hgpipe.bench.report import BenchError
 from hgpipe.data.images import ImageLocator
 from hgpipe.data.readers import find_annotation_file, read_annotations, validate_records
@@ -81,8 +82,7 @@ def training_people(source, persons, images_dir):
     training persons so that ``prepare`` makes all their variants. Images are taken
     whole (all their persons), so the persons-per-image ratio is the source's.
     """
-    if not os.path.isdir(images_dir):
-        os.makedirs(images_dir)
+    ensure_dir(images_dir)
     by_image = {}
     for record in source.people:
         by_image.setdefault(record.image_name, []).append(record)

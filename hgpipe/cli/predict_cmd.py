@@ -3,6 +3,7 @@ import os
 
 import click
 
+from hgpipe.atomic import ensure_dir
 from hgpipe.cli.options import user_errors
 
 
@@ -40,8 +41,7 @@ def predict_command(images, checkpoint, config_path, center, scale, bbox, flip, 
         outputs = _check_inputs(predict, images, out_dir)
         with open_checkpoint(checkpoint, config_path) as model:
             click.echo("model: %s (%d px input)" % (model.checkpoint, model.input_size))
-            if not os.path.isdir(out_dir):
-                os.makedirs(out_dir)
+            ensure_dir(out_dir)
             for image_path, (json_path, png_path) in zip(images, outputs):
                 image = decode_image(image_path)
                 person = box or predict.box_from_image(image.shape[1], image.shape[0])

@@ -43,6 +43,7 @@ from collections import namedtuple
 import cv2
 import numpy as np
 
+from hgpipe.atomic import ensure_dir
 from hgpipe.joints import (
     HEAD_TOP, L_ANKLE, L_ELBOW, L_HIP, L_KNEE, L_SHOULDER, L_WRIST, NUM_JOINTS, PELVIS,
     R_ANKLE, R_ELBOW, R_HIP, R_KNEE, R_SHOULDER, R_WRIST, THORAX, UPPER_NECK)
@@ -655,8 +656,7 @@ def generate_demo_dataset(out_dir, n_train_images=DEFAULT_TRAIN_IMAGES,
                          ">= 32, got %r" % (image_size,))
     image_dir = os.path.join(out_dir, IMAGE_DIR)
     for sub in (image_dir, os.path.join(out_dir, "annotations")):
-        if not os.path.isdir(sub):
-            os.makedirs(sub)
+        ensure_dir(sub)
     rows, head_boxes, written = [], [], set()
     counts = {"train": 0, "val": 0}
     for index in range(n_train_images + n_val_images):

@@ -100,8 +100,7 @@ def write_saved_model(model, export_dir):
     if os.path.exists(export_dir):
         raise ExportError("%s: already exists; give a new SavedModel folder" % export_dir)
     parent = os.path.dirname(os.path.abspath(export_dir))
-    if not os.path.isdir(parent):
-        os.makedirs(parent)
+    atomic.ensure_dir(parent)
     staging = tempfile.mkdtemp(prefix=".tmp-savedmodel-", dir=parent)
     target = os.path.join(staging, "model")
     try:

@@ -14,6 +14,7 @@ import tempfile
 
 import numpy as np
 
+from hgpipe.atomic import ensure_dir
 from hgpipe.config import RUN_CONFIG_FILE, load_config
 from hgpipe.interop import families
 from hgpipe.interop.torch_file import read_torch_file
@@ -165,8 +166,7 @@ def import_weights(checkpoint, family, out_dir, mean="default", cfg=None):
         mean = families.FAMILIES[family]["mean"]
     cfg = imported_config(model_kw, mean, cfg)
     parent = os.path.dirname(os.path.abspath(out_dir))
-    if not os.path.isdir(parent):
-        os.makedirs(parent)
+    ensure_dir(parent)
     staging = tempfile.mkdtemp(prefix=".tmp-import-", dir=parent)
     try:
         try:
