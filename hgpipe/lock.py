@@ -9,12 +9,18 @@ holder exits however it exits (kill -9 included), so a lock left by a dead proce
 simply taken over; the file's text (pid, host, command, start time) is only there for the
 message. The file is never deleted: deleting it would let a third process lock a new file
 while a second still holds the old one.
+
+The lock file is opened with ``O_NOFOLLOW`` and must be a regular file: the folder may be
+shared, and a symlink planted there as ``.hgpipe.lock`` would otherwise make this run
+truncate and overwrite whatever file it points to (a FIFO would block the open, hence
+``O_NONBLOCK``; a device or socket is refused as well).
 """
 import contextlib
 import errno
 import json
 import os
 import socket
+import stat
 import sys
 import time
 
@@ -30,6 +36,27 @@ LOCK_FILE = ".hgpipe.lock"
 
 class FolderLockedError(ValueError):
     """Another live process writes to this folder."""
+
+
+class LockFileError(ValueError):
+    """The folder's lock file is a symlink, a folder or anything but a regular file."""
+
+
+def _open_lock_file(path):
+    """A handle on the regular file ``path`` (created if absent), never through a link."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | \
+        getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    problem = "is a symlink or not a regular file; remove it (hgpipe never follows it)"
+    try:
+        handle = os.open(path, flags, 0o666)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.EMLINK):
+            raise LockFileError("%s: %s" % (path, problem))
+        raise
+    if not stat.S_ISREG(os.fstat(handle).st_mode):
+        os.close(handle)
+        raise LockFileError("%s: %s" % (path, problem))
+    return handle
 
 
 def _holder_text(command):
@@ -56,7 +83,7 @@ def folder_lock(folder, command=None):
         yield
         return
     path = os.path.join(folder, LOCK_FILE)
-    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    handle = _open_lock_file(path)
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
