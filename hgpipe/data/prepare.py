@@ -12,6 +12,7 @@ identical whatever ``--workers``. Resume: a shard file with its final name is co
 rerun keeps every shard whose fingerprint matches and builds only the rest.
 """
 import collections
+import contextlib
 import hashlib
 import json
 import os
@@ -347,6 +348,25 @@ def existing_entry(task, out_dir, previous=None, on_rebuild=None):
     return None
 
 
+@contextlib.contextmanager
+def _opencv_threads_stopped():
+    """Stop this process's OpenCV thread pool while workers are forked from it.
+
+    OpenCV's pool does not survive ``fork``: once this process has run a parallel cv2
+    call (a resize, a warp: any notebook or test that touched an image first), a forked
+    worker's first ``cv2.setNumThreads`` waits forever for threads that exist only here,
+    and prepare hangs with all workers idle. One thread here means no pool threads to
+    inherit; this process only waits while the workers run, and gets its setting back.
+    """
+    import cv2
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
+
+
 def _worker_init():
     import cv2
     cv2.setNumThreads(1)
@@ -361,8 +381,9 @@ def run_tasks(tasks, settings, out_dir, workers, on_progress=None, on_done=None)
     """Build shards, in this process or in workers (:mod:`hgpipe.data.workers`: they die
     with this process); calls on_progress(samples) as it goes, on_done(entry) per shard."""
     if workers > 1:
-        return run_pool(_run_task, [(t, settings, out_dir) for t in tasks], workers,
-                        _worker_init, on_progress, on_done)
+        with _opencv_threads_stopped():
+            return run_pool(_run_task, [(t, settings, out_dir) for t in tasks], workers,
+                            _worker_init, on_progress, on_done)
     _worker_init()
 
     class _Direct(object):
