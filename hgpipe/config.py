@@ -16,6 +16,7 @@ sets it explicitly.
 """
 import ast
 import configparser
+import math
 import os
 from collections import OrderedDict
 
@@ -33,6 +34,28 @@ NETWORK_KEYS = ("nStacks", "nFeats", "nModules", "nLow", "tiny", "stem", "input_
 def describe_network(cfg):
     """``nStacks=2, nFeats=64, ...``: the network a config describes, for messages."""
     return ", ".join("%s=%s" % (key, cfg["Network"][key]) for key in NETWORK_KEYS)
+
+
+STEM_STRIDE = 4  # input pixels per heatmap pixel (the stem's 7x7/2 conv then 2x2 pool)
+
+
+def input_size_multiple(n_low):
+    """Input sides must be a multiple of this: the stem's stride 4 (7x7/2 conv, 2x2 pool)
+    times a 2x2 pooling per hourglass level, or the skips do not line up. The network
+    builder checks the same rule with this function (``hgpipe.model.hourglass``); the
+    config checks it so that a bad size fails at load, not in train's graph."""
+    return STEM_STRIDE * 2 ** int(n_low)
+
+
+def sample_bytes(img_size, hm_size):
+    """Bytes of one training sample in the feed's batch buffers (uint8 image and
+    heatmaps, float32 weights: :data:`hgpipe.train.feeder.TRAIN_FIELDS`)."""
+    return 3 * img_size ** 2 + NUM_JOINTS * hm_size ** 2 + 4 * NUM_JOINTS
+
+
+# The feed holds prefetch_batches + 3 batches in memory (hgpipe/train/feeder.py); a
+# config that asks for more than this is refused before any buffer is allocated.
+FEED_MEMORY_LIMIT = 4 * 2 ** 30
 
 
 class ConfigError(ValueError):
@@ -66,36 +89,75 @@ def _int(value):
 _int.__name__ = "int"
 
 
+def _float(value):
+    """A finite float: inf and nan pass every ``> 0`` test and then poison what they
+    touch (``sigma=inf`` gave all-zero heatmaps, ``rotation=1e308`` garbage crops)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got %r" % value)
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("must be a finite number")
+    return number
+
+
+_float.__name__ = "float"
+
+# The largest value any integer key may take (the ones with their own sane bound go
+# lower): above it numpy seeds, TF's int32 attributes and steps counters overflow.
+INT_LIMIT = 2 ** 31 - 1
+
+
 def _number(kind):
-    return _int if kind is int else kind
+    return _int if kind is int else _float
 
 
-def _positive(kind):
+def _bounded(number, maximum):
+    if maximum is not None and number > maximum:
+        raise ValueError("must be <= %s" % maximum)
+    return number
+
+
+def _positive(kind, maximum=None):
     kind = _number(kind)
+    if maximum is None and kind is _int:
+        maximum = INT_LIMIT
 
     def convert(value):
         number = kind(value)
         if not number > 0:
             raise ValueError("must be > 0")
-        return number
+        return _bounded(number, maximum)
     convert.__name__ = "positive " + kind.__name__
     return convert
 
 
-def _non_negative(kind):
+def _non_negative(kind, maximum=None):
     kind = _number(kind)
+    if maximum is None and kind is _int:
+        maximum = INT_LIMIT
 
     def convert(value):
         number = kind(value)
         if number < 0:
             raise ValueError("must be >= 0")
-        return number
+        return _bounded(number, maximum)
     convert.__name__ = "non-negative " + kind.__name__
     return convert
 
 
+def _seed(value):
+    """A seed numpy's RandomState takes: an integer in [0, 2**32)."""
+    number = _int(value)
+    if not 0 <= number < 2 ** 32:
+        raise ValueError("must be in [0, 2**32)")
+    return number
+
+
+_seed.__name__ = "seed"
+
+
 def _fraction(value):
-    number = float(value)
+    number = _float(value)
     if not 0.0 <= number < 1.0:
         raise ValueError("must be in [0, 1)")
     return number
@@ -114,7 +176,7 @@ def _int_list(value):
     if isinstance(value, (int, float)):
         value = [value]
     numbers = [_int(v) for v in value]
-    if any(n < 0 for n in numbers) or numbers != sorted(numbers):
+    if any(not 0 <= n <= INT_LIMIT for n in numbers) or numbers != sorted(numbers):
         raise ValueError("expected increasing non-negative integers")
     return numbers
 
@@ -125,7 +187,7 @@ def _optional_rgb(value):
         return None
     if isinstance(value, str):
         value = value.replace(",", " ").split()
-    numbers = tuple(float(v) for v in value)
+    numbers = tuple(_float(v) for v in value)
     if len(numbers) != 3:
         raise ValueError("expected three numbers (R G B), got %d" % len(numbers))
     return numbers
@@ -145,8 +207,8 @@ def _choice(*options):
 # as configparser does; the spelling here is the seed's where the seed has the key.
 SCHEMA = OrderedDict([
     ("DataSetHG", OrderedDict([
-        ("img_size", (_positive(int), 256, "network input side in pixels")),
-        ("hm_size", (_positive(int), 64, "heatmap side in pixels (img_size / 4)")),
+        ("img_size", (_positive(int, 1024), 256, "network input side in pixels")),
+        ("hm_size", (_positive(int, 256), 64, "heatmap side in pixels (img_size / 4)")),
         ("num_joints", (_positive(int), NUM_JOINTS, "joints per person (MPII: 16)")),
         ("training_txt_file", (_optional_str, None, "seed: annotations (use --annotations)")),
         ("img_directory", (_optional_str, None, "seed: image folder (use --mpii)")),
@@ -154,10 +216,10 @@ SCHEMA = OrderedDict([
         ("joint_list", (_any, None, "seed: joint names (hgpipe uses MPII order, joints.py)")),
     ])),
     ("Prepare", OrderedDict([
-        ("variants", (_positive(int), 8, "augmented crops per training person")),
+        ("variants", (_positive(int, 1000), 8, "augmented crops per training person")),
         ("sigma", (_positive(float), 1.0, "Gaussian sigma in heatmap pixels")),
-        ("seed", (_int, 0, "augmentation seed (same seed -> identical shards)")),
-        ("rotation", (_non_negative(float), 30.0, "rotation: N(0, r) degrees clamped at 2r")),
+        ("seed", (_seed, 0, "augmentation seed (same seed -> identical shards)")),
+        ("rotation", (_non_negative(float, 180.0), 30.0, "rotation: N(0, r) degrees clamped at 2r")),
         ("rotation_prob", (_fraction, 0.6, "chance that a variant is rotated at all")),
         ("scale_factor", (_fraction, 0.25, "scale: 1 + N(0, f) clamped to [1-f, 1+f]")),
         ("flip", (_bool, True, "mirror half the variants (left/right joints swapped)")),
@@ -166,17 +228,17 @@ SCHEMA = OrderedDict([
         ("augmentation", (_choice("custom", "newell", "bearpaw", "psh"), "custom",
                           "preset of the ranges above: newell (pose.lua), bearpaw (mpii.py), "
                           "psh (dp.py); custom: the keys as set (hgpipe/data/augment.py)")),
-        ("shard_size", (_positive(int), 1024, "samples per shard file (about)")),
+        ("shard_size", (_positive(int, 65536), 1024, "samples per shard file (about)")),
         # measured by `hgpipe bench`: gzip saves 24% of disk, the feed halves (warm)
         ("heatmap_compression", (_choice("none", "gzip"), "none", "heatmaps on disk")),
         ("image_compression", (_choice("none", "gzip"), "none", "crops on disk")),
     ])),
     ("Network", OrderedDict([
         ("name", (str, "hourglass", "seed: model name (checkpoints are model.ckpt-STEP)")),
-        ("nFeats", (_positive(int), 256, "features inside the hourglass")),
-        ("nStacks", (_positive(int), 4, "stacked hourglasses")),
-        ("nModules", (_positive(int), 1, "residual modules at each resolution")),
-        ("nLow", (_positive(int), 4, "downsamplings in each hourglass")),
+        ("nFeats", (_positive(int, 4096), 256, "features inside the hourglass")),
+        ("nStacks", (_positive(int, 64), 4, "stacked hourglasses")),
+        ("nModules", (_positive(int, 16), 1, "residual modules at each resolution")),
+        ("nLow", (_positive(int, 8), 4, "downsamplings in each hourglass")),
         ("tiny", (_bool, False, "seed's light variant (fewer, cheaper residuals)")),
         ("dropout_rate", (_fraction, 0.2, "dropout before each stack's heatmap head")),
         ("mcam", (_bool, False, "seed: multi-context attention, not supported")),
@@ -186,7 +248,7 @@ SCHEMA = OrderedDict([
                         "R G B mean subtracted from the [0,1] input (bearpaw); None: none")),
     ])),
     ("Train", OrderedDict([
-        ("batch_size", (_positive(int), 4, "samples per step on each device (global batch: "
+        ("batch_size", (_positive(int, 4096), 4, "samples per step on each device (global batch: "
                                            "batch_size x ranks)")),
         ("nEpochs", (_positive(int), 200,
                      "step epochs: total steps = nEpochs x epoch_size (not data passes)")),
@@ -222,8 +284,8 @@ SCHEMA = OrderedDict([
         ("lr_warmup_steps", (_non_negative(int), 0, "linear scaling: steps to reach it")),
         ("mixed_precision", (_bool, True, "fp16 on gpu/npu with loss scaling")),
         ("precision_mode", (_optional_str, None, "npu: explicit Ascend precision_mode")),
-        ("prefetch_batches", (_positive(int), 8, "batches the feed thread reads ahead")),
-        ("seed", (_int, 0, "shuffling / initialisation seed")),
+        ("prefetch_batches", (_positive(int, 1024), 8, "batches the feed thread reads ahead")),
+        ("seed", (_seed, 0, "shuffling / initialisation seed")),
         ("deterministic", (_bool, False, "same seed -> bit-identical weights: one thread, "
                                          "deterministic kernels (hgpipe/train/determinism.py)")),
         ("log_every", (_positive(int), 20, "steps between TensorBoard summaries")),
@@ -241,7 +303,7 @@ SCHEMA = OrderedDict([
         ("log_dir_test", (_optional_str, None, "seed: test summaries (use --logdir)")),
         ("saver_step", (_positive(int), 500, "steps between checkpoints")),
         ("saver_directory", (_optional_str, None, "seed: checkpoints (use --logdir)")),
-        ("keep_checkpoints", (_positive(int), 5, "checkpoints kept (the oldest go)")),
+        ("keep_checkpoints", (_positive(int, 10000), 5, "checkpoints kept (the oldest go)")),
     ])),
 ])
 
@@ -261,12 +323,22 @@ def _canonical_key(section, key):
     raise KeyError(key)
 
 
+MAX_VALUE_CHARS = 1000   # no key needs more; a longer value is refused, not parsed
+
+
 def _literal(text):
-    """Seed files hold Python literals ('hg', None, [..]); plain words are kept as text."""
+    """Seed files hold Python literals ('hg', None, [..]); plain words are kept as text.
+
+    A value longer than :data:`MAX_VALUE_CHARS` is refused before the parser sees it: a
+    deeply nested literal ('[[[[...') makes Python's parser recurse until it fails with
+    a RecursionError or MemoryError."""
+    text = text.strip()
+    if len(text) > MAX_VALUE_CHARS:
+        raise ValueError("value of %d characters, at most %d" % (len(text), MAX_VALUE_CHARS))
     try:
-        return ast.literal_eval(text.strip())
-    except (ValueError, SyntaxError):
-        return text.strip()
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
 
 
 class Config(object):
@@ -293,18 +365,18 @@ class Config(object):
         canonical_section = _SECTION_BY_LOWER.get(str(section).lower())
         if canonical_section is None:
             raise ConfigError("%s: unknown section [%s] (known: %s)" % (
-                origin, section, ", ".join(SCHEMA)))
+                origin, _short(section), ", ".join(SCHEMA)))
         try:
             canonical_key = _canonical_key(canonical_section, key)
         except KeyError:
             raise ConfigError("%s: unknown key '%s' in [%s] (known: %s)" % (
-                origin, key, canonical_section, ", ".join(SCHEMA[canonical_section])))
+                origin, _short(key), canonical_section, ", ".join(SCHEMA[canonical_section])))
         convert = SCHEMA[canonical_section][canonical_key][0]
         try:
             converted = convert(_literal(value) if isinstance(value, str) else value)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError("%s: bad value for [%s] %s = %r: %s" % (
-                origin, canonical_section, canonical_key, value, exc))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ConfigError("%s: bad value for [%s] %s = %s: %s" % (
+                origin, canonical_section, canonical_key, _short(repr(value)), exc))
         self._values[canonical_section][canonical_key] = converted
         _check_consistency(self, origin)
 
@@ -320,6 +392,25 @@ class Config(object):
             raise ConfigError("%s: hm_size must be img_size / 4 (the hourglass outputs "
                               "heatmaps at a quarter of its input), got img_size=%d, "
                               "hm_size=%d" % (origin, data["img_size"], data["hm_size"]))
+        n_low = self._values["Network"]["nLow"]
+        multiple = input_size_multiple(n_low)
+        if data["img_size"] % multiple:
+            raise ConfigError("%s: img_size must be a multiple of %d for nLow=%d (the "
+                              "stem's stride 4 times one 2x2 pooling per hourglass level: "
+                              "4 * 2**nLow), got img_size=%d" % (
+                                  origin, multiple, n_low, data["img_size"]))
+        sigma = self._values["Prepare"]["sigma"]
+        if sigma > data["hm_size"]:
+            raise ConfigError("%s: [Prepare] sigma must be at most hm_size (%d heatmap "
+                              "pixels), got %g" % (origin, data["hm_size"], sigma))
+        train = self._values["Train"]
+        feed_bytes = ((train["prefetch_batches"] + 3) * train["batch_size"]
+                      * sample_bytes(data["img_size"], data["hm_size"]))
+        if feed_bytes > FEED_MEMORY_LIMIT:
+            raise ConfigError("%s: [Train] prefetch_batches=%d with batch_size=%d needs "
+                              "%.1f GiB of batch buffers (limit %d GiB); lower them" % (
+                                  origin, train["prefetch_batches"], train["batch_size"],
+                                  feed_bytes / 2.0 ** 30, FEED_MEMORY_LIMIT // 2 ** 30))
 
     def as_dict(self):
         return OrderedDict((s, OrderedDict(v)) for s, v in self._values.items())
@@ -347,6 +438,28 @@ def _check_consistency(cfg, origin):
         raise ConfigError("%s: mcam (multi-context attention) is not supported" % origin)
 
 
+MAX_CONFIG_BYTES = 1 << 20   # the recipes are ~2 KB; a bigger file is not a config
+
+
+def _read_text(path):
+    """The file's text, decoded as UTF-8 (never the locale's guess); errors name the file."""
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError("%s: larger than %d KiB, not a config file"
+                          % (path, MAX_CONFIG_BYTES >> 10))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError("%s: not UTF-8 text (byte 0x%02x at offset %d); save the config "
+                          "as UTF-8" % (path, bytearray(data)[exc.start], exc.start))
+
+
+def _short(text, limit=60):
+    text = str(text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def load_config(path=None, overrides=()):
     """Read an INI file (seed format accepted) and apply ``Section.key=value`` overrides."""
     cfg = Config(sources=[path] if path else [])
@@ -358,11 +471,10 @@ def load_config(path=None, overrides=()):
                                            inline_comment_prefixes=("#",))
         parser.optionxform = str
         try:
-            with open(path) as handle:
-                parser.read_file(handle)
+            parser.read_string(_read_text(path), source=path)
         except configparser.Error as exc:
             raise ConfigError("%s: not a valid INI file: %s" % (
-                path, str(exc).splitlines()[0]))
+                path, (str(exc).splitlines() or [type(exc).__name__])[0][:200]))
         for section in parser.sections():
             for key, value in parser.items(section):
                 cfg.set(section, key, value, origin=path)

@@ -47,6 +47,9 @@ import numbers
 import numpy as np
 
 from hgpipe.codec import HEATMAP_SCALE
+# input sides must be a multiple of input_size_multiple(n_low) for the skips to line up;
+# the rule lives with the config, which checks it when a file is loaded
+from hgpipe.config import STEM_STRIDE, input_size_multiple  # noqa: F401
 from hgpipe.joints import NUM_JOINTS
 from hgpipe.model import layers
 from hgpipe.tf_compat import import_tf
@@ -69,7 +72,6 @@ MODEL_CONFIG_DEFAULTS = {
 
 STEMS = ("newell", "bearpaw")
 
-STEM_STRIDE = 4  # input pixels per heatmap pixel (7x7/2 conv then 2x2 pool)
 _COMPUTE_DTYPES = ("float32", "float16")
 
 
@@ -135,11 +137,6 @@ def _rgb_or_none(value):
 def stem_widths(stem, n_feats):
     """Output widths of the stem's three residuals (the second one is the variant)."""
     return (128, 256 if stem == "bearpaw" else 128, n_feats)
-
-
-def input_size_multiple(n_low):
-    """Input height/width must be a multiple of this for the hourglass skips to line up."""
-    return STEM_STRIDE * 2 ** n_low
 
 
 def _residual_chain(x, count, n_feats, is_training, tiny, name):
