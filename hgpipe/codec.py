@@ -56,10 +56,17 @@ QUARTER_STEP = 0.25    # decode: sub-pixel step toward the higher neighbour
 
 
 # ---------------------------------------------------------------- frame conversions
+def crop_to_heatmap_linear(input_size, heatmap_size):
+    """(gain, offset) with ``heatmap = gain * crop + offset``: the frame change as two
+    numbers, for code that applies it to tensors (the device geometry)."""
+    stride = float(input_size) / heatmap_size
+    return 1.0 / stride, -(stride - 1.0) / (2.0 * stride)
+
+
 def crop_to_heatmap(points, input_size, heatmap_size):
     """Crop pixels -> heatmap pixels (pixel centres aligned, see the module docstring)."""
-    stride = float(input_size) / heatmap_size
-    return (np.asarray(points, dtype=np.float64) - (stride - 1.0) / 2.0) / stride
+    gain, offset = crop_to_heatmap_linear(input_size, heatmap_size)
+    return np.asarray(points, dtype=np.float64) * gain + offset
 
 
 def heatmap_to_crop(points, input_size, heatmap_size):
@@ -93,9 +100,20 @@ def crop_to_image_coords(coords, affine):
 
 
 # ---------------------------------------------------------------- encode
+def supervised_bounds(heatmap_size):
+    """(low, high): a joint is inside the map when ``low <= x < high`` on both axes."""
+    return -0.5, heatmap_size - 0.5
+
+
+def gaussian_exponent(sigma):
+    """The factor k of the Gaussian ``exp(k * d^2)``, d in heatmap pixels."""
+    return -0.5 / sigma ** 2
+
+
 def supervised(joints_hm, annotated, heatmap_size):
     """Per-joint weights (float32 0/1): annotated and inside the heatmap."""
-    inside = np.all((joints_hm >= -0.5) & (joints_hm < heatmap_size - 0.5), axis=1)
+    low, high = supervised_bounds(heatmap_size)
+    inside = np.all((joints_hm >= low) & (joints_hm < high), axis=1)
     return (annotated & inside).astype(np.float32)
 
 
@@ -103,7 +121,7 @@ def _gaussian_axes(joints, heatmap_size, sigma):
     """The separable factors of every joint's Gaussian: gx (W, J) and gy (H, J), float32."""
     grid = np.arange(heatmap_size, dtype=np.float32)
     joints = np.asarray(joints, dtype=np.float32)
-    scale = np.float32(-0.5 / sigma ** 2)
+    scale = np.float32(gaussian_exponent(sigma))
     gx = np.exp((grid[:, None] - joints[None, :, 0]) ** 2 * scale)  # (W, J)
     gy = np.exp((grid[:, None] - joints[None, :, 1]) ** 2 * scale)  # (H, J)
     return gx, gy

@@ -228,6 +228,9 @@ SCHEMA = OrderedDict([
         ("augmentation", (_choice("custom", "newell", "bearpaw", "psh"), "custom",
                           "preset of the ranges above: newell (pose.lua), bearpaw (mpii.py), "
                           "psh (dp.py); custom: the keys as set (hgpipe/data/augment.py)")),
+        ("geometry", (_choice("offline", "device"), "offline",
+                      "offline: `variants` fixed crops per person; device: one context "
+                      "crop per person, fresh rotation/scale every step (train/geometry.py)")),
         ("shard_size", (_positive(int, 65536), 1024, "samples per shard file (about)")),
         # measured by `hgpipe bench`: gzip saves 24% of disk, the feed halves (warm)
         ("heatmap_compression", (_choice("none", "gzip"), "none", "heatmaps on disk")),

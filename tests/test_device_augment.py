@@ -82,12 +82,14 @@ def test_crop_mirror_and_heatmap_mirror_agree_with_the_codec():
     flipped = make_sample(image, record, Augmentation(flip=True), 256, 64, 1.0)
     graph = tf.Graph()
     with graph.as_default():
+        step = tf.placeholder(tf.int64, ())
         out = augment_on_device(tf.constant(plain["images"][None].astype(np.float32) / 255),
                                 tf.constant(plain["heatmaps"][None]),
-                                tf.constant(plain["weights"][None]), True, 0.0)
+                                tf.constant(plain["weights"][None]), True, 0.0, step=step)
         with _session(graph) as sess:
-            for _ in range(64):   # a new draw each run: stop at the first flipped one
-                was_flipped, hm, w = sess.run([out.flipped, out.heatmaps, out.weights])
+            for n in range(64):   # a new draw each step: stop at the first flipped one
+                was_flipped, hm, w = sess.run([out.flipped, out.heatmaps, out.weights],
+                                              {step: n})
                 if was_flipped[0]:
                     break
     assert was_flipped[0]

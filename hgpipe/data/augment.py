@@ -77,3 +77,16 @@ def sample_preset(rng, name, flip=True, color=True):
     if color and preset.color_high > preset.color_low:
         gains = tuple(float(g) for g in rng.uniform(preset.color_low, preset.color_high, 3))
     return rotation, scale, flipped, gains
+
+
+def preset_of(prepare):
+    """The geometry law of a ``[Prepare]`` section (a dict): its preset, or for
+    ``custom`` its own ranges (scale 1 + N(0, f) clamped, rotation N(0, r) clamped at 2r
+    kept with ``rotation_prob``: :func:`hgpipe.data.transforms.sample_augmentation`).
+    Device geometry (:mod:`hgpipe.train.geometry`) draws from it every step."""
+    name = prepare.get("augmentation", "custom")
+    if name != "custom":
+        return PRESETS[name]
+    c = prepare["color_jitter"]
+    return Preset("linear", prepare["scale_factor"], "normal", prepare["rotation"],
+                  prepare["rotation_prob"], 0.5, 1.0 - c, 1.0 + c)

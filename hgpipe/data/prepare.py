@@ -24,11 +24,13 @@ import numpy as np
 from hgpipe import __version__, atomic
 from hgpipe.codec import HEATMAP_SCALE
 from hgpipe.data import plausible, schema, shard_records, shards
+from hgpipe.data.augment import preset_of
+from hgpipe.data.context import context_geometry, make_context
 from hgpipe.data.images import ImageError, ImageLocator, decode_image
 from hgpipe.data.readers import find_annotation_file, read_annotations, validate_records
 from hgpipe.data.workers import run_pool
-from hgpipe.data.transforms import (PLAIN, crop_zoom, decode_reduction, make_sample,
-                                    person_rng, sample_augmentation)
+from hgpipe.data.transforms import (PLAIN, Augmentation, crop_zoom, decode_reduction,
+                                    make_sample, person_rng, sample_augmentation)
 from hgpipe.lock import folder_lock
 
 
@@ -118,7 +120,31 @@ def shard_settings(cfg):
     data, prep = cfg["DataSetHG"], cfg["Prepare"]
     settings = {"input_size": data["img_size"], "heatmap_size": data["hm_size"]}
     settings.update((k, v) for k, v in prep.items() if k != "shard_size")
+    if settings.get("geometry") == "offline":   # the default: fingerprints as before it
+        del settings["geometry"]
     return settings
+
+
+def context_of(settings):
+    """The :class:`hgpipe.data.context.ContextGeometry` of ``[Prepare] geometry =
+    device`` shard settings, None for offline variants (the default)."""
+    if settings.get("geometry", "offline") != "device":
+        return None
+    return context_geometry(preset_of(settings), settings["input_size"])
+
+
+def samples_per_person(settings, split):
+    """Train: ``variants`` crops per person offline, one context crop with device
+    geometry; val: one plain crop."""
+    if split != "train" or context_of(settings) is not None:
+        return 1
+    return settings["variants"]
+
+
+def _spec(settings, split):
+    context = context_of(settings) if split == "train" else None
+    return schema.datasets(settings["input_size"], settings["heatmap_size"], split,
+                           context.side if context else None)
 
 
 def plan_shards(records, cfg, locator):
@@ -163,7 +189,7 @@ def plan_shards(records, cfg, locator):
             jobs = [jobs[name] for name in sorted(jobs)]
             order = np.random.RandomState(prep["seed"]).permutation(len(jobs))
             jobs = [jobs[i] for i in order]
-        per_person = prep["variants"] if split == "train" else 1
+        per_person = samples_per_person(settings, split)
         current, count = [], 0
         for job in jobs:
             current.append(job)
@@ -181,6 +207,9 @@ def plan_shards(records, cfg, locator):
 def _augmentations(record, split, prep):
     if split == "val":
         return [PLAIN]
+    context = context_of(prep)
+    if context is not None:   # the context crop: its zoom is density / box
+        return [Augmentation(scale=1.0 / context.density)]
     augs = []
     for variant in range(prep["variants"]):
         if variant == 0 and prep["first_variant_plain"]:
@@ -212,25 +241,26 @@ def build_shard(task, settings, out_dir, progress=None):
                 "skipped": json.dumps(skipped),
                 "settings": json.dumps(settings, sort_keys=True)}
 
-    if all(compression[name] == "none" for name in shards.STREAMED_FIELDS):
+    spec = _spec(settings, task.split)
+    streamed = shards.streamed_fields(spec)
+    if all(compression[name] == "none" for name in streamed):
         with shards.RowWriter(path, task.split, input_size, heatmap_size,
-                              task.samples) as writer:
+                              task.samples, spec=spec) as writer:
             arrays, count, skipped, kept = _make_samples(task, settings, progress, writer)
             if kept is None:
                 digest, size = writer.finish(arrays, attrs(skipped), before_rename=record)
                 return _entry(task, count, digest, size, skipped)
-            arrays.update((name, writer.read_rows(name, kept))
-                          for name in shards.STREAMED_FIELDS)
+            arrays.update((name, writer.read_rows(name, kept)) for name in streamed)
     else:
         arrays, count, skipped, kept = _make_samples(task, settings, progress)
         if kept is not None:
-            arrays.update((name, arrays[name][kept]) for name in shards.STREAMED_FIELDS)
+            arrays.update((name, arrays[name][kept]) for name in streamed)
     if kept is not None:
         arrays.update((name, array[kept]) for name, array in arrays.items()
-                      if name not in shards.STREAMED_FIELDS)
+                      if name not in streamed)
     digest, size = shards.write_shard(path, arrays, task.split, input_size, heatmap_size,
                                       attrs=attrs(skipped), compression=compression,
-                                      before_rename=record)
+                                      before_rename=record, spec=spec)
     return _entry(task, count, digest, size, skipped)
 
 
@@ -244,17 +274,19 @@ def _make_samples(task, settings, progress=None, writer=None):
     slots that were (the shard must be compacted to them, keeping the random order).
     """
     input_size, heatmap_size = settings["input_size"], settings["heatmap_size"]
-    spec = schema.datasets(input_size, heatmap_size, task.split)
-    in_memory = [name for name in spec if writer is None or name not in shards.STREAMED_FIELDS]
+    spec = _spec(settings, task.split)
+    streamed = shards.streamed_fields(spec)
+    context = context_of(settings) if task.split == "train" else None
+    in_memory = [name for name in spec if writer is None or name not in streamed]
     arrays = {name: np.zeros((task.samples,) + tuple(spec[name][0]), dtype=spec[name][1])
               for name in in_memory}
     rows = {} if writer is None else {
-        name: np.empty(spec[name][0], dtype=spec[name][1]) for name in shards.STREAMED_FIELDS}
+        name: np.empty(spec[name][0], dtype=spec[name][1]) for name in streamed}
     skipped, n = [], 0
     slots = np.arange(task.samples)
     if task.split == "train":
         slots = np.random.RandomState(int(task.fingerprint[:8], 16)).permutation(task.samples)
-    per_person = settings["variants"] if task.split == "train" else 1
+    per_person = samples_per_person(settings, task.split)
     for job in task.jobs:
         augmentations = [(record, _augmentations(record, task.split, settings))
                          for record in job.records]
@@ -284,9 +316,13 @@ def _make_samples(task, settings, progress=None, writer=None):
                 slot = slots[n]
                 # the crop and the stored heatmaps are made in place: in their row of
                 # the arrays, or in the reused row buffers the writer writes out
-                direct = rows or {name: arrays[name][slot] for name in shards.STREAMED_FIELDS}
-                sample = make_sample(image, record, aug, input_size, heatmap_size,
-                                     settings["sigma"], reduction, HEATMAP_SCALE, direct)
+                direct = rows or {name: arrays[name][slot] for name in streamed}
+                if context is not None:
+                    sample = make_context(image, record, input_size, context, reduction,
+                                          direct["images"])
+                else:
+                    sample = make_sample(image, record, aug, input_size, heatmap_size,
+                                         settings["sigma"], reduction, HEATMAP_SCALE, direct)
                 sample["image_name"] = record.image_name.encode("utf-8")
                 sample["annolist_index"] = record.annolist_index
                 sample["person_index"] = record.person_index
@@ -418,11 +454,15 @@ def write_manifest(out_dir, cfg, entries, skips, annotation_file, sources):
         "input_size": cfg["DataSetHG"]["img_size"],
         "heatmap_size": cfg["DataSetHG"]["hm_size"],
         "heatmap_scale": HEATMAP_SCALE,
+        "geometry": cfg["Prepare"]["geometry"],
         "config": cfg.as_dict(),
         "shards": [{k: v for k, v in e.items() if k != "skipped"} for e in entries],
         "skipped_count": len(skips),
         "skipped_by_reason": dict(summarize_skipped(skips)),
     }
+    context = context_of(shard_settings(cfg))
+    if context is not None:
+        manifest.update(context_side=context.side, context_density=context.density)
     atomic.write_json(os.path.join(out_dir, shards.MANIFEST), manifest)
     atomic.write_json(os.path.join(out_dir, SKIPPED_FILE),
                       [{"person": s.person, "kind": s.kind, "reason": s.reason} for s in skips])

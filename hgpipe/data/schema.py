@@ -3,7 +3,8 @@
 Layout of a shards directory::
 
     SHARDS_DIR/manifest.json          counts, shard list + checksums, config, versions
-    SHARDS_DIR/train-00000.h5 ...     augmented training samples
+    SHARDS_DIR/train-00000.h5 ...     augmented training samples (offline geometry), or
+                                      one context crop per person (device geometry)
     SHARDS_DIR/val-00000.h5 ...       one unaugmented crop per validation person
 
 Coordinate frames (*image* 1-based, *crop* and *heatmap* 0-based,
@@ -28,9 +29,28 @@ def shard_name(split, index):
     return "%s-%05d.h5" % (split, index)
 
 
-def datasets(input_size, heatmap_size, split):
-    """Return {name: (per-sample shape, dtype, description)} for one split's shards."""
+def datasets(input_size, heatmap_size, split, context_side=None):
+    """Return {name: (per-sample shape, dtype, description)} for one split's shards.
+
+    ``context_side``: train shards of ``[Prepare] geometry = device`` (the manifest's
+    ``context_side``), one context crop per person and its joints, no heatmaps
+    (:mod:`hgpipe.data.context`; the device renders them). Crop shards (the default,
+    and every shard written before context shards existed) leave it None."""
     s, h, j = int(input_size), int(heatmap_size), NUM_JOINTS
+    if split == "train" and context_side:
+        c = int(context_side)
+        return {
+            "images": ((c, c, 3), np.uint8, "RGB context crop around the hourglass box"),
+            "joints": ((j, 2), np.float32, "joint positions in context pixels (0-based)"),
+            "weights": ((j,), np.float32, "1 if the joint is annotated"),
+            "crop_to_image": ((2, 3), np.float64,
+                              "affine: context pixels -> image pixels (1-based)"),
+            "center": ((2,), np.float32, "box centre in image pixels (after the +15*s shift)"),
+            "scale": ((), np.float32, "box scale: box side = 200 * scale (after x1.25)"),
+            "image_name": ((), "S%d" % MAX_IMAGE_NAME, "source image file name (UTF-8)"),
+            "annolist_index": ((), np.int32, "1-based official annolist index (-1 unknown)"),
+            "person_index": ((), np.int32, "1-based official annorect index (-1 unknown)"),
+        }
     spec = {
         "images": ((s, s, 3), np.uint8, "RGB crops, the network input"),
         "heatmaps": ((h, h, j), np.uint8, "target Gaussians x 255, zero where weight is 0"),
@@ -52,6 +72,11 @@ def datasets(input_size, heatmap_size, split):
             "head_normalizer": ((), np.float32, "PCKh normaliser: 0.6 x head-box diagonal"),
         })
     return spec
+
+
+def context_side(manifest):
+    """The context crop side of a manifest's train shards, None for crop shards."""
+    return manifest.get("context_side") if manifest.get("geometry") == "device" else None
 
 
 def describe(input_size=256, heatmap_size=64):

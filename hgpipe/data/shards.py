@@ -87,7 +87,7 @@ def _creation_options(name, compression):
 
 
 def write_shard(path, arrays, split, input_size, heatmap_size, attrs=None,
-                compression=None, before_rename=None):
+                compression=None, before_rename=None, spec=None):
     """Write one shard atomically; returns (its checksum, size in bytes).
 
     ``arrays`` maps every dataset name of the split's schema to an array whose first
@@ -95,7 +95,7 @@ def write_shard(path, arrays, split, input_size, heatmap_size, attrs=None,
     ``before_rename(digest, size)`` runs once the file is complete, before it gets its
     final name (prepare records what it wrote there).
     """
-    spec = schema.datasets(input_size, heatmap_size, split)
+    spec = spec or schema.datasets(input_size, heatmap_size, split)
     missing = set(spec) - set(arrays)
     if missing:
         raise ShardError("%s: missing datasets %s" % (path, sorted(missing)))
@@ -129,6 +129,11 @@ def write_shard(path, arrays, split, input_size, heatmap_size, attrs=None,
 STREAMED_FIELDS = ("images", "heatmaps")   # the big per-sample rows (99.9% of a shard)
 
 
+def streamed_fields(spec):
+    """The streamed fields a shard of this spec has (context shards have no heatmaps)."""
+    return tuple(name for name in STREAMED_FIELDS if name in spec)
+
+
 class RowWriter(object):
     """One shard written sample by sample straight into its file, then made final.
 
@@ -145,9 +150,9 @@ class RowWriter(object):
     removes the temporary file, so a final name always holds a whole shard.
     """
 
-    def __init__(self, path, split, input_size, heatmap_size, count):
+    def __init__(self, path, split, input_size, heatmap_size, count, spec=None):
         self.path, self.split, self.count = path, split, int(count)
-        self.spec = schema.datasets(input_size, heatmap_size, split)
+        self.spec = spec or schema.datasets(input_size, heatmap_size, split)
         self.offsets, self.row_bytes = {}, {}
         self._fd = self._file = None
         self._stack = contextlib.ExitStack()
@@ -160,7 +165,7 @@ class RowWriter(object):
             creation.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)   # the block exists now...
             creation.set_fill_time(h5py.h5d.FILL_TIME_NEVER)     # ...and is not zeroed
             creation.set_obj_track_times(False)
-            for name in STREAMED_FIELDS:
+            for name in streamed_fields(self.spec):
                 shape, dtype, _ = self.spec[name]
                 space = h5py.h5s.create_simple((self.count,) + tuple(shape))
                 with _naming_the_shard(self.path):

@@ -15,14 +15,21 @@ are done here, on the device, for free on the host (``[Train] device_flip``,
   with c = 0.4; mpii.py:104-106 with c = 0.2), on the [0, 1] image before any mean
   subtraction (bearpaw subtracts its mean after the gain, mpii.py:110).
 
-Only ops Ascend runs (random_uniform, reverse, gather, select, multiply, clip); no
-py_func. A recipe that flips or colours here turns the same thing off at prepare time
+Only ops Ascend runs (stateless_uniform, reverse, gather, select, multiply, clip); no
+py_func. Draws are stateless, keyed by (seed, step, sample) (:mod:`hgpipe.train.draws`):
+a resumed run draws what the uninterrupted one would have (stateful random ops
+re-seeded on resume). A recipe that flips or colours here turns the same thing off at prepare time
 (``[Prepare] flip = False``, ``color_jitter = 0``) so nothing is applied twice.
 """
 from typing import NamedTuple
 
+from hgpipe.data.augment import Preset
 from hgpipe.joints import FLIP_PERMUTATION
 from hgpipe.tf_compat import import_tf
+from hgpipe.train.draws import preset_draws, uniform_draws
+
+# flip with probability 0.5 and no geometry: only its flip law is used here
+FLIP_AND_COLOUR = Preset("uniform", 0.0, "uniform", 0.0, 0.0, 0.5, 1.0, 1.0)
 
 
 class Augmented(NamedTuple):
@@ -33,27 +40,32 @@ class Augmented(NamedTuple):
     gains: object       # float (B, 1, 1, 3) colour gains (None when colour is off)
 
 
-def augment_on_device(images, heatmaps, weights, flip, color, seed=None):
+def augment_on_device(images, heatmaps, weights, flip, color, seed=0, step=0, rank=0,
+                      ranks=1):
     """Random flip (``flip`` True) and colour gain U(1-color, 1+color) (``color`` > 0).
 
     ``images`` are [0, 1] floats, ``heatmaps`` and ``weights`` the float targets; the batch
-    size must be static. With both off the inputs are returned untouched.
+    size must be static. With both off the inputs are returned untouched. The draws are
+    stateless (:mod:`hgpipe.train.draws`): a function of (``seed``, ``step`` - the global
+    step tensor in training - and the sample's slot in the global batch of ``ranks``), so
+    a resumed run draws what the uninterrupted one would have.
     """
     tf = import_tf()
     flipped = gains = None
     with tf.name_scope("device_augment"):
         batch = images.shape[0].value if hasattr(images.shape[0], "value") \
             else images.shape[0]
+        if flip or color > 0:
+            u = uniform_draws(seed, step, batch, rank, ranks)
+            draws = preset_draws(u, FLIP_AND_COLOUR, flip=flip, color=color)
         if flip:
-            flipped = tf.random_uniform([batch], 0.0, 1.0, seed=seed) < 0.5
+            flipped = draws.flipped
             perm = list(FLIP_PERMUTATION)
             images = tf.where(flipped, tf.reverse(images, [2]), images)
             mirrored = tf.gather(tf.reverse(heatmaps, [2]), perm, axis=3)
             heatmaps = tf.where(flipped, mirrored, heatmaps)
             weights = tf.where(flipped, tf.gather(weights, perm, axis=1), weights)
         if color > 0:
-            gains = tf.random_uniform([batch, 1, 1, 3], 1.0 - color, 1.0 + color,
-                                      dtype=images.dtype,
-                                      seed=None if seed is None else seed + 1)
+            gains = tf.cast(draws.gains, images.dtype)
             images = tf.clip_by_value(images * gains, 0.0, 1.0)
     return Augmented(images, heatmaps, weights, flipped, gains)

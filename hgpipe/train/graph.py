@@ -12,6 +12,7 @@ from hgpipe.model.inference import model_kwargs
 from hgpipe.model.loss import heatmap_loss
 from hgpipe.tf_compat import import_tf
 from hgpipe.train.augment import augment_on_device
+from hgpipe.train.geometry import device_geometry
 from hgpipe.train.devices import wrap_optimizer
 from hgpipe.train.distributed import scaled_learning_rate
 from hgpipe.train.schedules import learning_rate_tensor
@@ -54,6 +55,47 @@ class FeedInput(object):
                 self.weights: batch["weights"]}
 
 
+class ContextFeedInput(object):
+    """Placeholders for device-geometry shards: context crops (B, C, C, 3) uint8, their
+    joints in context pixels and annotated flags (:mod:`hgpipe.data.context`); the graph
+    makes crops and heatmaps from them (:mod:`hgpipe.train.geometry`)."""
+
+    fields = ("images", "joints", "weights")
+
+    def __init__(self, batch_size, context_side):
+        tf = import_tf()
+        c = int(context_side)
+        self.images = tf.placeholder(tf.uint8, (batch_size, c, c, 3), name="context_images")
+        self.joints = tf.placeholder(tf.float32, (batch_size, NUM_JOINTS, 2),
+                                     name="context_joints")
+        self.weights = tf.placeholder(tf.float32, (batch_size, NUM_JOINTS), name="annotated")
+        self.heatmaps = None
+
+    def feed(self, batch):
+        return {self.images: batch["images"], self.joints: batch["joints"],
+                self.weights: batch["weights"]}
+
+
+class Geometry(NamedTuple):
+    """What device geometry needs to know of the shards (their manifest)."""
+    preset: object      # hgpipe.data.augment.Preset the context margin was made for
+    side: int           # context crop side
+    density: float      # context pixels per crop pixel
+    sigma: float        # Gaussian sigma, heatmap pixels
+
+    @classmethod
+    def from_manifest(cls, manifest):
+        """The manifest's device geometry, or None for crop shards."""
+        from hgpipe.data.augment import preset_of
+        from hgpipe.data.schema import context_side
+        side = context_side(manifest)
+        if not side:
+            return None
+        prepare = manifest["config"]["Prepare"]
+        return cls(preset_of(prepare), int(side), float(manifest["context_density"]),
+                   float(prepare["sigma"]))
+
+
 class DatasetInput(object):
     """The same tensors from a tf.data pipeline over the same batch iterator.
 
@@ -61,46 +103,71 @@ class DatasetInput(object):
     become empty. (Kept for platforms where feed_dict is the bottleneck.)
     """
 
-    def __init__(self, batch_iterator_factory, batch_size, input_size, heatmap_size):
+    def __init__(self, batch_iterator_factory, batch_size, input_size, heatmap_size,
+                 context_side=None):
         tf = import_tf()
-        shapes = ((batch_size, input_size, input_size, 3),
-                  (batch_size, heatmap_size, heatmap_size, NUM_JOINTS),
-                  (batch_size, NUM_JOINTS))
+        if context_side:   # device geometry: context crops, joints, annotated flags
+            c = int(context_side)
+            names = ContextFeedInput.fields
+            shapes = ((batch_size, c, c, 3), (batch_size, NUM_JOINTS, 2),
+                      (batch_size, NUM_JOINTS))
+            types = (tf.uint8, tf.float32, tf.float32)
+        else:
+            names = ("images", "heatmaps", "weights")
+            shapes = ((batch_size, input_size, input_size, 3),
+                      (batch_size, heatmap_size, heatmap_size, NUM_JOINTS),
+                      (batch_size, NUM_JOINTS))
+            types = (tf.uint8, tf.uint8, tf.float32)
 
         def generator():
             for batch in batch_iterator_factory():
-                yield batch["images"], batch["heatmaps"], batch["weights"]
+                yield tuple(batch[name] for name in names)
 
-        dataset = tf.data.Dataset.from_generator(
-            generator, (tf.uint8, tf.uint8, tf.float32), shapes).prefetch(2)
-        self.images, self.heatmaps, self.weights = \
-            tf.data.make_one_shot_iterator(dataset).get_next()
+        dataset = tf.data.Dataset.from_generator(generator, types, shapes).prefetch(2)
+        values = tf.data.make_one_shot_iterator(dataset).get_next()
+        self.heatmaps = self.joints = None
+        for name, value in zip(names, values):
+            setattr(self, name, value)
 
     def feed(self, batch):
         return {}
 
 
-def build_train_graph(cfg, inputs, device="cpu", distributed=None):
+def build_train_graph(cfg, inputs, device="cpu", distributed=None, geometry=None):
     """Build the whole training graph in the default graph.
 
     ``distributed``: a :mod:`hgpipe.train.distributed` backend (gradient averaging and
-    the optional learning-rate scaling); None trains on one device.
+    the optional learning-rate scaling); None trains on one device. ``geometry``: a
+    :class:`Geometry` when ``inputs`` are context crops (:class:`ContextFeedInput`):
+    rotation, scale, flip and colour are drawn on the device every step.
     """
     tf = import_tf()
     train = cfg["Train"]
+    global_step = tf.train.get_or_create_global_step()
+    # every device draw is keyed by (seed, the step before its update, sample)
+    rank, ranks = (0, 1) if distributed is None else (distributed.rank, distributed.size)
+    draw_key = dict(seed=train["seed"], step=global_step, rank=rank, ranks=ranks)
+    if geometry is not None:
+        augmented = device_geometry(
+            inputs.images, inputs.joints, inputs.weights, geometry.preset,
+            cfg["DataSetHG"]["img_size"], cfg["DataSetHG"]["hm_size"], geometry.sigma,
+            geometry.density, flip=train["device_flip"], color=train["device_color"],
+            **draw_key)
+    else:
+        augmented = augment_on_device(input_from_uint8(inputs.images),
+                                      heatmaps_from_uint8(inputs.heatmaps), inputs.weights,
+                                      train["device_flip"], train["device_color"], **draw_key)
     # Two towers sharing weights, each with a static mode: a tf.cond on a mode tensor
     # would put both batch-norm branches (and their gradients) in one graph, slower to
     # build and to run.
-    augmented = augment_on_device(input_from_uint8(inputs.images),
-                                  heatmaps_from_uint8(inputs.heatmaps), inputs.weights,
-                                  train["device_flip"], train["device_color"])
     outputs = build_hourglass(augmented.images, is_training=True, **model_kwargs(cfg))
-    eval_images = tf.placeholder(tf.uint8, inputs.images.shape, name="eval_images")
+    size = cfg["DataSetHG"]["img_size"]
+    eval_images = tf.placeholder(tf.uint8, (int(inputs.images.shape[0]), size, size, 3),
+                                 name="eval_images")
     eval_outputs = build_hourglass(input_from_uint8(eval_images), is_training=False,
                                    reuse=True, **model_kwargs(cfg))
     loss, stack_losses = heatmap_loss(outputs, augmented.heatmaps, augmented.weights,
                                       weighted=train["weighted_loss"])
-    global_step = tf.train.get_or_create_global_step()
     learning_rate = learning_rate_tensor(train, global_step)
     if distributed is not None:
         learning_rate = scaled_learning_rate(tf, learning_rate, global_step, distributed.size,

@@ -28,8 +28,9 @@ from hgpipe.tf_compat import import_tf
 from hgpipe.train import distributed, resume, warm_start
 from hgpipe.train.determinism import make_deterministic
 from hgpipe.train.devices import check_device, session_config
-from hgpipe.train.feeder import Prefetcher, ShardBatches
-from hgpipe.train.graph import DatasetInput, FeedInput, build_train_graph
+from hgpipe.train.feeder import TRAIN_FIELDS, Prefetcher, ShardBatches
+from hgpipe.train.graph import (ContextFeedInput, DatasetInput, FeedInput, Geometry,
+                                build_train_graph)
 
 SUMMARY_FILE = "train_summary.json"
 
@@ -163,18 +164,24 @@ class Trainer(object):
     def _build(self, tf):
         train = self.cfg["Train"]
         tf.set_random_seed(train["seed"])
+        # device geometry: the shards hold context crops (their manifest says so)
+        geometry = Geometry.from_manifest(self.manifest)
+        fields = ContextFeedInput.fields if geometry else TRAIN_FIELDS
         self.reader = ShardBatches(self.data_dir, "train", self.batch_size, seed=train["seed"],
                                    capacity=train["prefetch_batches"],
-                                   rank=self.dist.rank, num_ranks=self.dist.size)
+                                   rank=self.dist.rank, num_ranks=self.dist.size,
+                                   fields=fields)
         if self.input_mode == "feed":
-            inputs = FeedInput(self.batch_size, self.input_size, self.heatmap_size)
+            inputs = ContextFeedInput(self.batch_size, geometry.side) if geometry else \
+                FeedInput(self.batch_size, self.input_size, self.heatmap_size)
         elif self.input_mode == "dataset":
             inputs = DatasetInput(lambda: (b for _e, _b, b in self._batches()),
-                                  self.batch_size, self.input_size, self.heatmap_size)
+                                  self.batch_size, self.input_size, self.heatmap_size,
+                                  geometry.side if geometry else None)
         else:
             raise ValueError("input mode must be feed or dataset, got %r" % self.input_mode)
         self.inputs = inputs
-        self.graph = build_train_graph(self.cfg, inputs, self.device, self.dist)
+        self.graph = build_train_graph(self.cfg, inputs, self.device, self.dist, geometry)
         self.rank_ops = distributed.RankOps(tf, self.dist)
         self._weights_finite = tf.reduce_all(tf.stack(
             [tf.reduce_all(tf.is_finite(v)) for v in tf.trainable_variables()]))
@@ -245,8 +252,11 @@ class Trainer(object):
         finite = bool(sess.run(self._weights_finite))
         batch = self._last_batch
         if finite and batch is not None:
-            loss = sess.run(g.loss, {g.images: batch["images"], g.heatmaps: batch["heatmaps"],
-                                     g.weights: batch["weights"]})
+            # the input tensors themselves are fed (tf.data's too): this batch, not the next
+            feed = {tensor: batch[name] for name in ("images", "heatmaps", "joints", "weights")
+                    for tensor in [getattr(self.inputs, name, None)]
+                    if tensor is not None and name in batch}
+            loss = sess.run(g.loss, feed)
             finite = math.isfinite(float(loss))
         if not finite:
             raise TrainingError(

@@ -1,0 +1,92 @@
+"""Context crops: one stored crop per person, from which the device cuts fresh geometry.
+
+``[Prepare] geometry = device`` stores, per training person, one square crop around the
+hourglass box (:func:`hgpipe.data.transforms.hourglass_box`), unrotated, unflipped, at
+the crop's own density (``input_size`` pixels per box side) and large enough to hold the
+network crop at the preset's largest scale and rotation: side
+``input_size * max_scale * max(|cos r| + |sin r|)`` plus a pixel each side for the
+bilinear taps. The training graph (:mod:`hgpipe.train.geometry`) then draws rotation
+and scale every step and warps this crop, instead of reusing ``variants`` fixed crops.
+
+Bytes: a crop side above :data:`MAX_SIDE_FACTOR` x ``input_size`` (480 px at 256;
+newell's +-60 degrees at 2^0.5 needs 512) is stored at the density that fits in it
+(480/512 = 0.94 pixel per crop pixel), so that a person costs at most a third of what 8
+offline variants cost (issue 20: 262,513 B x 8 / 3 = 700,034 B; 480 x 480 x 3 =
+691,200 B, and no heatmaps: they are rendered on the device).
+
+Frames: context pixels are 0-based, ``context = density * (crop1 - mid) + mid_context``
+where ``crop1`` is the scale-1 plain crop (:func:`image_to_crop_affine` with ``PLAIN``),
+``mid = (input_size - 1) / 2`` and ``mid_context = (side - 1) / 2``.
+"""
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from hgpipe import codec
+from hgpipe.data.transforms import (Augmentation, apply_affine, bgr_to_rgb_with_gains,
+                                    hourglass_box, image_to_crop_affine, invert_affine,
+                                    warp_crop)
+
+MAX_SIDE_FACTOR = 1.875   # largest stored side / input_size (480 px at 256)
+_TAPS = 2                 # pixels added to the side: one each way for the bilinear taps
+
+
+class ContextGeometry(NamedTuple):
+    side: int          # stored context crop side, pixels (even when input_size is)
+    density: float     # context pixels per crop pixel (1 unless capped)
+    max_scale: float
+    max_rotation: float
+
+
+def max_scale(preset):
+    """The largest scale a preset draws (>1 zooms out: a bigger box of the image)."""
+    f = preset.scale_factor
+    return 2.0 ** (2.0 * f) if preset.scale_law == "exp2" else 1.0 + f
+
+
+def max_rotation(preset):
+    """The largest |rotation| in degrees a preset draws (0 if it never rotates)."""
+    if preset.rotation_prob <= 0:
+        return 0.0
+    return 2.0 * preset.rotation if preset.rotation_law == "normal" else preset.rotation
+
+
+def context_geometry(preset, input_size):
+    """Side and density of the context crop for ``preset`` (see the module docstring)."""
+    rotation = min(abs(max_rotation(preset)), 90.0)
+    theta = math.radians(rotation)
+    footprint = math.sqrt(2.0) if rotation >= 45.0 else math.cos(theta) + math.sin(theta)
+    needed = input_size * max_scale(preset) * footprint + _TAPS
+    # same parity as input_size, so a scale-1 unrotated crop is an integer shift of it
+    side = int(math.ceil(needed))
+    side += (side - input_size) % 2
+    cap = int(MAX_SIDE_FACTOR * input_size)
+    cap -= (cap - input_size) % 2
+    if side <= cap:
+        return ContextGeometry(side, 1.0, max_scale(preset), rotation)
+    return ContextGeometry(cap, cap / needed, max_scale(preset), rotation)
+
+
+def image_to_context_affine(center, scale, input_size, geometry):
+    """2x3 affine image (1-based) -> context pixels (0-based) of the hourglass box."""
+    zoom_out = geometry.side / (geometry.density * input_size)
+    return image_to_crop_affine(center, scale, geometry.side, Augmentation(scale=zoom_out))
+
+
+def make_context(image_bgr, record, input_size, geometry, reduction=1, out=None):
+    """One person's context crop (RGB uint8), joints in context pixels and the
+    shard-schema arrays (``out``: an optional destination for the crop)."""
+    center, scale = hourglass_box(record.center, record.scale)
+    to_context = image_to_context_affine(center, scale, input_size, geometry)
+    crop = bgr_to_rgb_with_gains(
+        warp_crop(image_bgr, codec.cv2_affine(to_context, reduction), geometry.side),
+        out=out)
+    return {
+        "images": crop,
+        "joints": apply_affine(to_context, record.joints).astype(np.float32),
+        "weights": record.annotated.astype(np.float32),
+        "crop_to_image": invert_affine(to_context),
+        "center": center.astype(np.float32),
+        "scale": np.float32(scale),
+    }
