@@ -2,12 +2,11 @@
 import os
 
 import cv2
-import h5py
 import numpy as np
 
 from hgpipe import draw
 from hgpipe.codec import dequantize_heatmaps, heatmap_to_crop
-from hgpipe.data import schema, shards
+from hgpipe.data import schema, shard_checks, shards
 
 MIN_TILE = 192  # pixels: the smallest tile a person can read in a montage
 
@@ -20,20 +19,23 @@ def report(shards_dir, damaged=None):
     manifest = shards.load_manifest(shards_dir)
     size, hm = manifest["input_size"], manifest["heatmap_size"]
     lines = ["shards: %s (schema v%d, written by hgpipe %s)" % (
-        shards_dir, manifest["schema_version"], manifest["hgpipe_version"])]
+        shards_dir, manifest["schema_version"], manifest.get("hgpipe_version", "?"))]
     for split in schema.SPLITS:
         entries = [e for e in manifest["shards"] if e["split"] == split]
         count = sum(e["count"] for e in entries)
-        total = sum(e["bytes"] for e in entries)
+        total = sum(e.get("bytes", 0) for e in entries)
         per = total / float(count) if count else 0.0
         lines.append("  %-5s %7d samples in %3d shards, %8.1f MB, %7.1f KB/sample" % (
             split, count, len(entries), total / 1e6, per / 1e3))
-    prep = manifest["config"]["Prepare"]
-    lines.append("  input %d px, heatmaps %d px, sigma %.2f, %d variants/person, seed %d" % (
-        size, hm, prep["sigma"], prep["variants"], prep["seed"]))
-    lines.append("  skipped persons: %d" % manifest["skipped_count"])
-    for reason, n in sorted(manifest["skipped_by_reason"].items(), key=lambda x: -x[1]):
-        lines.append("    %6d  %s" % (n, reason))
+    prep = manifest["config"]["Prepare"]   # what prepare recorded: shown, never trusted
+    lines.append("  input %d px, heatmaps %d px, sigma %s, %s variants/person, seed %s" % (
+        size, hm, prep.get("sigma"), prep.get("variants"), prep.get("seed")))
+    lines.append("  skipped persons: %s" % (manifest.get("skipped_count"),))
+    by_reason = manifest.get("skipped_by_reason")
+    by_reason = by_reason if isinstance(by_reason, dict) else {}
+    for reason, n in sorted(by_reason.items(), key=lambda x: -x[1]
+                            if isinstance(x[1], (int, float)) else 0):
+        lines.append("    %6s  %s" % (n, reason))
     if damaged is not None:
         lines.append(checksum_line(damaged, manifest))
     lines.append("")
@@ -57,7 +59,7 @@ def sample_tiles(shards_dir, split="train", count=8, seed=0):
     size, hm = manifest["input_size"], manifest["heatmap_size"]
     rng = np.random.RandomState(seed)
     tiles = []
-    with h5py.File(paths[rng.randint(len(paths))], "r") as shard:
+    with shard_checks.open_checked(paths[rng.randint(len(paths))], split, size, hm) as shard:
         n = shard["images"].shape[0]
         for i in sorted(rng.choice(n, size=min(count, n), replace=False)):
             # small crops (the tiny config's 64 px) are enlarged to stay readable

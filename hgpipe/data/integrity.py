@@ -30,7 +30,7 @@ class ShardVerifier(object):
             if self._stop.is_set():
                 return
             try:
-                problem = shards.shard_problem(self.shards_dir, entry)
+                problem = shards.shard_problem(self.shards_dir, entry, self.manifest)
             except (IOError, OSError) as exc:
                 problem = "cannot be read (%s)" % (exc.strerror or exc)
             if problem:

@@ -14,7 +14,7 @@ import os
 import re
 
 from hgpipe import atomic
-from hgpipe.data import shards
+from hgpipe.data import shard_checks, shards
 
 RECORDS_DIR = ".records"
 _SHARD_FILE = re.compile(r"^(train|val)-\d+\.h5$")
@@ -34,9 +34,10 @@ def write_record(out_dir, file_name, digest, size, fingerprint):
 def read_record(out_dir, file_name):
     try:
         with open(_record_path(out_dir, file_name)) as handle:
-            return json.load(handle)
-    except (IOError, OSError, ValueError):
+            record = json.load(handle)
+    except (IOError, OSError, ValueError, RecursionError):
         return None
+    return record if shard_checks.check_record(record) else None   # else: rebuilt
 
 
 def previous_manifest(out_dir):

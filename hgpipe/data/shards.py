@@ -22,13 +22,10 @@ import h5py
 import numpy as np
 
 from hgpipe.atomic import atomic_path
-from hgpipe.data import schema
+from hgpipe.data import schema, shard_checks
+from hgpipe.data.shard_checks import ShardError  # re-exported: the one shard error type
 
 MANIFEST = "manifest.json"
-
-
-class ShardError(ValueError):
-    """A shards directory or file is missing, incomplete or of another schema."""
 
 
 @contextlib.contextmanager
@@ -312,16 +309,17 @@ def load_manifest(shards_dir):
     if not os.path.isfile(path):
         raise ShardError("%s: no manifest.json (run 'hgpipe prepare' to completion first)"
                          % shards_dir)
+    if os.path.getsize(path) > shard_checks.MAX_MANIFEST_BYTES:
+        raise ShardError("%s: %d bytes, too big for a manifest (re-run 'hgpipe prepare')"
+                         % (path, os.path.getsize(path)))
     try:
-        with open(path) as handle:
-            manifest = json.load(handle)
-    except ValueError as exc:
-        raise ShardError("%s: manifest is not valid JSON: %s" % (path, exc))
-    version = manifest.get("schema_version")
-    if version != schema.SCHEMA_VERSION:
-        raise ShardError("%s: shard schema version %s, this hgpipe reads %d (re-run prepare)"
-                         % (path, version, schema.SCHEMA_VERSION))
-    return manifest
+        with open(path, "rb") as handle:
+            manifest = json.loads(handle.read().decode("utf-8"))
+    except (ValueError, RecursionError) as exc:   # UnicodeDecodeError is a ValueError
+        raise ShardError("%s: manifest is not valid JSON: %s"
+                         % (path, str(exc).splitlines()[0][:200] if str(exc) else
+                            type(exc).__name__))
+    return shard_checks.check_manifest(manifest, path)
 
 
 def shard_paths(shards_dir, split, manifest=None):
@@ -337,10 +335,12 @@ def shard_paths(shards_dir, split, manifest=None):
     return paths
 
 
-def shard_problem(shards_dir, entry):
+def shard_problem(shards_dir, entry, manifest=None):
     """Why a manifest entry's file is not the one prepare wrote, or None if it is.
 
-    Reads the whole file (one sequential pass) only when its size is right.
+    With ``manifest``, its datasets are also checked against the schema for the
+    manifest's sizes (metadata only). Reads the whole file (one sequential pass) only
+    when its size is right.
     """
     path = os.path.join(shards_dir, entry["file"])
     if not os.path.isfile(path):
@@ -348,6 +348,12 @@ def shard_problem(shards_dir, entry):
     size = os.path.getsize(path)
     if "bytes" in entry and size != entry["bytes"]:
         return "truncated or altered (%d bytes, the manifest says %d)" % (size, entry["bytes"])
+    if manifest is not None and entry["count"] > 0:
+        try:
+            shard_checks.open_checked(path, *shard_checks.shard_spec(manifest, entry),
+                                      count=entry["count"]).close()
+        except ShardError as exc:
+            return str(exc)[len(path) + 2:] if str(exc).startswith(path) else str(exc)
     if not checksum_matches(path, entry):
         return "checksum differs from the manifest (damaged)"
     return None
@@ -358,7 +364,7 @@ def damaged_shards(shards_dir, manifest=None):
     manifest = manifest or load_manifest(shards_dir)
     found = []
     for entry in manifest["shards"]:
-        problem = shard_problem(shards_dir, entry)
+        problem = shard_problem(shards_dir, entry, manifest)
         if problem:
             found.append((os.path.join(shards_dir, entry["file"]), problem))
     return found

@@ -5,11 +5,10 @@ periodic validation (inside its own Session) and ``hgpipe pck --checkpoint`` sha
 code. Batches keep one static shape (the last one padded), because accelerators such as
 the Ascend NPU compile a graph per input shape.
 """
-import h5py
 import numpy as np
 
 from hgpipe.codec import flip_heatmaps, flip_images, heatmaps_to_image_coords
-from hgpipe.data import shards
+from hgpipe.data import shard_checks, shards
 
 
 def run_batched(run, images, batch_size):
@@ -39,8 +38,11 @@ def read_val_inputs(shards_dir, limit=None):
     """(images uint8, crop_to_image affines) of the val shards, in manifest order."""
     images, affines = [], []
     remaining = limit
-    for path in shards.shard_paths(shards_dir, "val"):
-        with h5py.File(path, "r") as shard:
+    manifest = shards.load_manifest(shards_dir)
+    for path in shards.shard_paths(shards_dir, "val", manifest):
+        with shard_checks.open_checked(path, "val", manifest["input_size"],
+                                       manifest["heatmap_size"],
+                                       ("images", "crop_to_image")) as shard:
             n = shard["images"].shape[0] if remaining is None else min(
                 remaining, shard["images"].shape[0])
             images.append(shard["images"][:n])

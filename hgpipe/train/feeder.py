@@ -26,7 +26,7 @@ import queue as queue_module
 import h5py
 import numpy as np
 
-from hgpipe.data import shards
+from hgpipe.data import shard_checks, shards
 
 # What training needs per sample; the rest of the schema is for evaluation and humans.
 TRAIN_FIELDS = ("images", "heatmaps", "weights")
@@ -86,21 +86,19 @@ class _ShardFile(object):
     through h5py, one sample per call.
     """
 
-    def __init__(self, path, fields):
+    def __init__(self, path, fields, sizes, count=None):
+        """``sizes``: (split, input_size, heatmap_size) from the manifest, which every
+        field is checked against (dtype, shape, what the file can hold) before a byte
+        of it is read; ``count``: the samples the manifest lists for this shard."""
         self.path = path
-        handle = open_shard(path)
+        handle = shard_checks.open_checked(path, *sizes, fields=("images",) + tuple(
+            f for f in fields if f != "images"), count=count)
         self.count = handle["images"].shape[0]
         self.specs, self.offsets, self.datasets, self.gzip_rows = {}, {}, {}, {}
         self.resident = {}   # name -> the whole dataset in memory (small rows)
         try:
             for name in fields:
-                if name not in handle:
-                    raise shards.ShardError("%s: no dataset %r (re-run 'hgpipe prepare')"
-                                            % (path, name))
                 dataset = handle[name]
-                if dataset.shape[0] != self.count:
-                    raise shards.ShardError("%s: dataset %s has %d samples, images %d"
-                                            % (path, name, dataset.shape[0], self.count))
                 self.specs[name] = (dataset.shape[1:], dataset.dtype)
                 offset = dataset.id.get_offset() if dataset.chunks is None else None
                 if offset is not None and self.row_bytes(name) <= RESIDENT_ROW_BYTES:
@@ -161,13 +159,20 @@ class _ShardFile(object):
 
     def _read_chunked(self, name, index, row, row_bytes):
         dataset = self.gzip_rows.get(name)
-        if dataset is None:
-            self.datasets[name].read_direct(row[None], source_sel=np.s_[index:index + 1])
-            return
-        # one gzip chunk per sample: inflate it ourselves (half the cost of h5py's path)
-        chunk = (index,) + (0,) * (row.ndim)
-        skipped_filters, raw = dataset.id.read_direct_chunk(chunk)
-        data = zlib.decompress(raw) if not skipped_filters else raw
+        try:
+            if dataset is None:
+                self.datasets[name].read_direct(row[None], source_sel=np.s_[index:index + 1])
+                return
+            # one gzip chunk per sample: inflate it ourselves (half the cost of h5py's
+            # path), never more than one row plus a byte (a bomb is caught, not inflated)
+            chunk = (index,) + (0,) * (row.ndim)
+            skipped_filters, raw = dataset.id.read_direct_chunk(chunk)
+            data = zlib.decompressobj().decompress(raw, row_bytes.nbytes + 1) \
+                if not skipped_filters else raw
+        except (OSError, RuntimeError, KeyError, zlib.error) as exc:
+            raise shards.ShardError("%s: %s sample %d cannot be read (%s); re-run 'hgpipe "
+                                    "prepare'" % (self.path, name, index,
+                                                  str(exc).strip().split("\n")[0][:120]))
         if len(data) != row_bytes.nbytes:
             raise shards.ShardError("%s: %s sample %d has %d bytes, expected %d; re-run "
                                     "'hgpipe prepare'" % (self.path, name, index, len(data),
@@ -215,7 +220,10 @@ class ShardBatches(object):
 
     def __init__(self, shards_dir, split, batch_size, seed=0, capacity=8, rank=0,
                  num_ranks=1, fields=TRAIN_FIELDS, shuffle=True, read_ahead=128):
-        self.paths = shards.shard_paths(shards_dir, split)
+        manifest = shards.load_manifest(shards_dir)
+        self.paths = shards.shard_paths(shards_dir, split, manifest)
+        listed = {os.path.join(shards_dir, e["file"]): e["count"] for e in manifest["shards"]}
+        sizes = (split, manifest["input_size"], manifest["heatmap_size"])
         if not self.paths:
             raise shards.ShardError("%s: no %s shards" % (shards_dir, split))
         self.batch_size = int(batch_size)
@@ -232,7 +240,7 @@ class ShardBatches(object):
         self._files = []
         try:
             for path in self.paths:
-                self._files.append(_ShardFile(path, self.fields))
+                self._files.append(_ShardFile(path, self.fields, sizes, listed[path]))
             self.specs = self._files[0].specs
             for shard in self._files[1:]:
                 if shard.specs != self.specs:
