@@ -36,6 +36,7 @@ import h5py
 import numpy as np
 
 from hgpipe.atomic import atomic_path
+from hgpipe.data import schema, shard_checks
 from hgpipe.joints import NUM_JOINTS
 
 PREDICTIONS_FORMAT = "hgpipe-predictions"
@@ -249,11 +250,19 @@ def _read_shards_gt(path):
 def _read_shard_files(path, files):
     parts = {k: [] for k in ("gt_joints", "gt_annotated", "head_normalizer",
                              "annolist_index", "person_index")}
+    # any sizes: the ground-truth fields do not depend on them
+    spec = schema.datasets(4, 1, "val")
     for name in files:
         with _open_h5(name) as f:
             for key in ("gt_joints", "gt_annotated", "head_normalizer"):
                 if key not in f:
                     raise EvalFileError("%s: val shard has no '%s' dataset" % (name, key))
+            present = [key for key in parts if key in f]
+            try:   # kind, dtype, shape and size checked before anything is read
+                shard_checks.check_datasets(name, f, {key: spec[key] for key in present},
+                                            exact_dtype=False)
+            except shard_checks.ShardError as error:
+                raise EvalFileError(str(error))
             for key in parts:
                 parts[key].append(f[key][()] if key in f else None)
     ids = []
@@ -273,16 +282,44 @@ def _make_gt(path, joints, annotated, normalizer, annolist_index=None, person_in
             or normalizer.shape != (n,):
         raise EvalFileError("%s: inconsistent shapes joints %s, annotated %s, normalizer %s"
                             % (path, joints.shape, annotated.shape, normalizer.shape))
+    notes = list(notes)
     bad = ~(np.isfinite(normalizer) & (normalizer > 0))
+    if bad.all() and n:
+        raise EvalFileError("%s: none of its %d persons has a usable head size (NaN, zero "
+                            "or negative head box)" % (path, n))
     if bad.any():
-        raise EvalFileError("%s: %d persons have no usable head size (first: row %d)"
-                            % (path, int(bad.sum()), int(np.flatnonzero(bad)[0])))
+        # one bad head box used to refuse the whole split (and turn train's validation
+        # off): its person is left out of every score instead, the rest stay exact
+        notes.append("%d persons have no usable head size (NaN, zero or negative head box; "
+                     "first: row %d): not scored" % (int(bad.sum()), int(np.flatnonzero(bad)[0])))
+        annotated = annotated & ~bad[:, None]
+        normalizer = np.where(bad, np.nan, normalizer)
     if annolist_index is not None and np.all(annolist_index < 1):
         annolist_index = None
     if person_index is not None and np.all(person_index < 1):
         person_index = None
+    repeated = _repeated_persons(annolist_index, person_index)
+    if repeated:
+        notes.append("%d rows repeat a person listed before them (same annolist and person "
+                     "index; first: row %d): each copy is scored" % repeated)
     return GroundTruth(joints, annotated, normalizer, path, annolist_index, person_index,
                        tuple(notes))
+
+
+def _repeated_persons(annolist_index, person_index):
+    """(how many rows repeat an earlier row's official person ids, the first such row),
+    or None when there are none or the ids are unknown."""
+    if annolist_index is None or person_index is None:
+        return None
+    known = (annolist_index > 0) & (person_index > 0)
+    ids = np.stack([annolist_index, person_index], axis=1)
+    _, first = np.unique(ids, axis=0, return_index=True)
+    repeat = np.ones(len(ids), bool)
+    repeat[first] = False
+    repeat &= known
+    if not repeat.any():
+        return None
+    return int(repeat.sum()), int(np.flatnonzero(repeat)[0])
 
 
 # --------------------------------------------------------------------------- checks

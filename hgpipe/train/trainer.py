@@ -234,6 +234,8 @@ class Trainer(object):
         except EvalFileError as exc:
             self.echo("validation off: %s" % exc)
             return None
+        for note in gt.notes:   # persons left out of the score, repeated persons
+            self.echo("validation note: %s" % note)
         images, affines = read_val_inputs(self.data_dir, limit)
         n = len(images)
         gt = gt._replace(joints=gt.joints[:n], annotated=gt.annotated[:n],
