@@ -28,7 +28,8 @@ from hgpipe.joints import NUM_JOINTS
 RUN_CONFIG_FILE = "config.ini"
 # The [Network] keys that decide the network (its variables, and input_mean its input):
 # a logdir or a checkpoint belongs to one set of values.
-NETWORK_KEYS = ("nStacks", "nFeats", "nModules", "nLow", "tiny", "stem", "input_mean")
+NETWORK_KEYS = ("nStacks", "nFeats", "nModules", "nLow", "tiny", "stem", "input_mean",
+                "architecture")
 
 
 def describe_network(cfg):
@@ -39,12 +40,13 @@ def describe_network(cfg):
 STEM_STRIDE = 4  # input pixels per heatmap pixel (the stem's 7x7/2 conv then 2x2 pool)
 
 
-def input_size_multiple(n_low):
+def input_size_multiple(n_low, architecture="newell"):
     """Input sides must be a multiple of this: the stem's stride 4 (7x7/2 conv, 2x2 pool)
     times a 2x2 pooling per hourglass level, or the skips do not line up. The network
     builder checks the same rule with this function (``hgpipe.model.hourglass``); the
-    config checks it so that a bad size fails at load, not in train's graph."""
-    return STEM_STRIDE * 2 ** int(n_low)
+    config checks it so that a bad size fails at load, not in train's graph. The seed's
+    hourglass pools once more than ``n_low`` (wbenbihi hourglass_tiny.py:604)."""
+    return STEM_STRIDE * 2 ** (int(n_low) + (1 if architecture == "seed" else 0))
 
 
 def sample_bytes(img_size, hm_size):
@@ -247,6 +249,9 @@ SCHEMA = OrderedDict([
         ("mcam", (_bool, False, "seed: multi-context attention, not supported")),
         ("stem", (_choice("newell", "bearpaw"), "newell",
                   "stem residual 2: newell 128->128 (hg.lua), bearpaw 128->256 (wider)")),
+        ("architecture", (_choice("newell", "seed"), "newell",
+                          "newell: Newell's hg.lua network (bearpaw, PSH); seed: wbenbihi's "
+                          "hourglass_tiny.py as it is (hgpipe/model/seed_hourglass.py)")),
         ("input_mean", (_optional_rgb, None,
                         "R G B mean subtracted from the [0,1] input (bearpaw); None: none")),
     ])),
@@ -396,7 +401,7 @@ class Config(object):
                               "heatmaps at a quarter of its input), got img_size=%d, "
                               "hm_size=%d" % (origin, data["img_size"], data["hm_size"]))
         n_low = self._values["Network"]["nLow"]
-        multiple = input_size_multiple(n_low)
+        multiple = input_size_multiple(n_low, self._values["Network"]["architecture"])
         if data["img_size"] % multiple:
             raise ConfigError("%s: img_size must be a multiple of %d for nLow=%d (the "
                               "stem's stride 4 times one 2x2 pooling per hourglass level: "

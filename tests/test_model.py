@@ -250,7 +250,7 @@ def test_model_config_defaults_overrides_and_errors():
     config = model_config({"n_stacks": 8, "tiny": True}, dropout_rate=0.2)
     assert (config["n_stacks"], config["tiny"], config["dropout_rate"]) == (8, True, 0.2)
     assert set(config) == {"n_stacks", "n_feats", "n_modules", "n_low", "tiny",
-                           "dropout_rate", "n_joints", "stem", "input_mean"}
+                           "dropout_rate", "n_joints", "stem", "input_mean", "architecture"}
     with pytest.raises(ValueError, match="n_stack"):
         model_config({"n_stack": 8})
     with pytest.raises(ValueError, match="dropout_rate"):

@@ -40,6 +40,12 @@ ReLU "modif" outputs, 6x6 stem conv, one extra hourglass level) are not reproduc
 Note the tiny block has more weights per module at equal width (9n^2 against 3.25n^2):
 pair ``tiny`` with a smaller ``n_feats`` to get a light model.
 
+``architecture="seed"`` builds instead the seed's own network, wbenbihi's
+``hourglass_tiny.py`` as its ``train_launcher.py`` runs it (one more pooling per
+hourglass, no residual after it, its ``ll_[0]`` merge, no conv biases, no BN gamma, a
+6x6/2 stem): :mod:`hgpipe.model.seed_hourglass`.  ``"newell"`` (the default) is the
+network described above.
+
 The network returns logits (no sigmoid) in the compute dtype; the loss casts to float32.
 """
 import numbers
@@ -52,6 +58,7 @@ from hgpipe.codec import HEATMAP_SCALE
 from hgpipe.config import STEM_STRIDE, input_size_multiple  # noqa: F401
 from hgpipe.joints import NUM_JOINTS
 from hgpipe.model import layers
+from hgpipe.model.seed_hourglass import build_seed_hourglass
 from hgpipe.tf_compat import import_tf
 
 tf = import_tf(lazy=True)  # TensorFlow is imported when a graph is built
@@ -68,9 +75,12 @@ MODEL_CONFIG_DEFAULTS = {
     "dropout_rate": 0.0,  # Newell's network; the config's default is the seed's 0.2
     "stem": "newell",
     "input_mean": None,
+    "architecture": "newell",
 }
 
 STEMS = ("newell", "bearpaw")
+# newell: this module's network (hg.lua / bearpaw / PSH); seed: wbenbihi's hourglass_tiny.py
+ARCHITECTURES = ("newell", "seed")
 
 _COMPUTE_DTYPES = ("float32", "float16")
 
@@ -115,6 +125,16 @@ def model_config(config=None, **overrides):
         raise ValueError("model config: tiny has no second stem residual; stem must be "
                          "newell, got %r" % (checked["stem"],))
     checked["input_mean"] = _rgb_or_none(merged["input_mean"])
+    if merged["architecture"] not in ARCHITECTURES:
+        raise ValueError("model config: architecture must be one of %s, got %r"
+                         % (", ".join(ARCHITECTURES), merged["architecture"]))
+    checked["architecture"] = merged["architecture"]
+    if checked["architecture"] == "seed" and (checked["tiny"] or checked["n_modules"] != 1
+                                              or checked["stem"] != "newell"):
+        raise ValueError("model config: architecture seed is the seed's non-tiny network "
+                         "with one module and its own stem (tiny False, n_modules 1, stem "
+                         "newell), got tiny=%r, n_modules=%d, stem=%r"
+                         % (checked["tiny"], checked["n_modules"], checked["stem"]))
     if not checked["tiny"] and checked["n_feats"] % 2:
         raise ValueError("model config: n_feats must be even (bottleneck halves it), got %d"
                          % checked["n_feats"])
@@ -161,7 +181,7 @@ def hourglass_module(x, depth, n_feats, n_modules, is_training, tiny=False, name
         return upper + layers.upsample_nearest(lower)
 
 
-def _check_images(images, n_low, dtype):
+def _check_images(images, n_low, dtype, architecture="newell"):
     if images.shape.ndims != 4:
         raise ValueError("build_hourglass: images must be NHWC (4-D), got shape %s"
                          % (images.shape,))
@@ -171,18 +191,22 @@ def _check_images(images, n_low, dtype):
     if dtype not in _COMPUTE_DTYPES:
         raise ValueError("build_hourglass: dtype must be one of %s, got %r"
                          % (_COMPUTE_DTYPES, dtype))
-    multiple = input_size_multiple(n_low)
+    multiple = input_size_multiple(n_low, architecture)
     for axis, label in ((1, "height"), (2, "width")):
         size = images.shape[axis]
         size = getattr(size, "value", size)
         if size is not None and int(size) % multiple:
             raise ValueError("build_hourglass: input %s %d is not a multiple of %d "
-                             "(4 * 2**n_low with n_low=%d)" % (label, size, multiple, n_low))
+                             "(4 * 2**%s with n_low=%d)" % (
+                                 label, size, multiple,
+                                 "(n_low + 1), architecture seed," if architecture == "seed"
+                                 else "n_low", n_low))
 
 
 def build_hourglass(images, n_stacks, n_feats, n_modules, n_low, n_joints=NUM_JOINTS, *,
                     is_training, dropout_rate=0.0, tiny=False, stem="newell",
-                    input_mean=None, dtype="float32", scope="hourglass", reuse=None):
+                    input_mean=None, architecture="newell", dtype="float32",
+                    scope="hourglass", reuse=None):
     """Build the network on ``images`` and return the list of per-stack heatmap logits.
 
     images: float NHWC tensor in [0, 1] (see :func:`input_from_uint8`), 3 channels, H and W
@@ -191,6 +215,8 @@ def build_hourglass(images, n_stacks, n_feats, n_modules, n_low, n_joints=NUM_JO
         Training mode registers moving-statistics updates in ``tf.GraphKeys.UPDATE_OPS``.
     stem: "newell" or "bearpaw" (width of the stem's second residual, see the module doc).
     input_mean: None or (R, G, B) subtracted from ``images`` before the first conv.
+    architecture: "newell" (this module's network) or "seed" (wbenbihi's, see
+        :mod:`hgpipe.model.seed_hourglass`; H and W multiples of ``4 * 2**(n_low + 1)``).
     dtype: compute dtype, "float32" or "float16" (variables stay float32).
     scope, reuse: variable scope; pass ``reuse=True`` to build a second graph branch (e.g.
         an eval tower) sharing the weights of the first.
@@ -200,10 +226,10 @@ def build_hourglass(images, n_stacks, n_feats, n_modules, n_low, n_joints=NUM_JO
     """
     config = model_config(n_stacks=n_stacks, n_feats=n_feats, n_modules=n_modules,
                           n_low=n_low, n_joints=n_joints, tiny=tiny, dropout_rate=dropout_rate,
-                          stem=stem, input_mean=input_mean)
+                          stem=stem, input_mean=input_mean, architecture=architecture)
     is_training = layers.check_is_training(is_training)
     images = tf.convert_to_tensor(images)
-    _check_images(images, config["n_low"], dtype)
+    _check_images(images, config["n_low"], dtype, config["architecture"])
     n_feats, n_modules, tiny = config["n_feats"], config["n_modules"], config["tiny"]
 
     widths = stem_widths(config["stem"], n_feats)
@@ -213,6 +239,10 @@ def build_hourglass(images, n_stacks, n_feats, n_modules, n_low, n_joints=NUM_JO
         if config["input_mean"] is not None:
             x = tf.subtract(x, tf.constant(config["input_mean"], x.dtype), name="input_mean")
         x = x if x.dtype == tf.as_dtype(dtype) else tf.cast(x, dtype)
+        if config["architecture"] == "seed":
+            return build_seed_hourglass(x, config["n_stacks"], n_feats, config["n_low"],
+                                        config["n_joints"], is_training,
+                                        config["dropout_rate"])
         with tf.variable_scope("stem"):
             x = layers.conv2d(x, 64, 7, stride=2, name="conv7x7")
             x = layers.bn_relu(x, is_training, name="bn")

@@ -22,7 +22,7 @@ def model_kwargs(cfg):
     return {"n_stacks": net["nStacks"], "n_feats": net["nFeats"],
             "n_modules": net["nModules"], "n_low": net["nLow"], "tiny": net["tiny"],
             "dropout_rate": net["dropout_rate"], "stem": net["stem"],
-            "input_mean": net["input_mean"]}
+            "input_mean": net["input_mean"], "architecture": net["architecture"]}
 
 
 def build_inference_graph(model_kw, input_size, input_dtype="uint8", batch_size=None):

@@ -60,22 +60,38 @@ def _channels(x):
     return int(channels)
 
 
-def conv2d(x, n_out, kernel_size=1, stride=1, use_bias=True, name="conv"):
+def xavier_normal_initializer(shape, dtype=None, partition_info=None):
+    """``tf.contrib.layers.xavier_initializer(uniform=False)``, the seed's conv init
+    (wbenbihi hourglass_tiny.py:501, :521), written out because tf.contrib is gone in
+    TF 2.x: truncated normal of stddev sqrt(1.3 / n), n = (fan_in + fan_out) / 2
+    (contrib's variance_scaling_initializer, factor 1, mode FAN_AVG)."""
+    receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    fan_avg = (int(shape[-2]) + int(shape[-1])) * receptive / 2.0
+    return tf.truncated_normal(shape, 0.0, np.sqrt(1.3 / fan_avg), dtype=dtype or tf.float32)
+
+
+def conv2d(x, n_out, kernel_size=1, stride=1, use_bias=True, name="conv", pad=None,
+           initializer=None):
     """2-D convolution with Torch-style symmetric zero padding ``(kernel_size - 1) // 2``.
 
     Stride 1 uses 'SAME' (symmetric for odd kernels); larger strides pad explicitly and run
     'VALID', because TF's 'SAME' would pad 2 before / 3 after for the 7x7/2 stem and shift
-    every heatmap by a fraction of a pixel relative to the reference model.
+    every heatmap by a fraction of a pixel relative to the reference model.  ``pad`` sets
+    the symmetric zero padding explicitly (then any kernel size is allowed: the seed's
+    6x6/2 stem pads 2); ``initializer`` replaces Torch's default init of the weights.
     """
-    if kernel_size % 2 != 1:
+    if pad is None and kernel_size % 2 != 1:
         raise ValueError("conv2d %s: kernel_size must be odd, got %d" % (name, kernel_size))
     n_in = _channels(x)
     with tf.variable_scope(name):
         weights = tf.get_variable(
             "weights", [kernel_size, kernel_size, n_in, n_out], dtype=tf.float32,
-            initializer=tf.variance_scaling_initializer(
+            initializer=initializer or tf.variance_scaling_initializer(
                 scale=_TORCH_CONV_INIT_SCALE, mode="fan_in", distribution="uniform"))
-        if stride == 1 or kernel_size == 1:
+        if pad is not None:
+            x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]]) if pad else x
+            padding = "VALID"
+        elif stride == 1 or kernel_size == 1:
             padding = "SAME"
         else:
             pad = (kernel_size - 1) // 2
@@ -89,7 +105,7 @@ def conv2d(x, n_out, kernel_size=1, stride=1, use_bias=True, name="conv"):
         return y
 
 
-def batch_norm(x, is_training, decay=BN_DECAY, epsilon=BN_EPSILON, name="bn"):
+def batch_norm(x, is_training, decay=BN_DECAY, epsilon=BN_EPSILON, name="bn", scale=True):
     """Batch normalisation with moving statistics and a real inference mode.
 
     Training normalises with the batch statistics and registers, in
@@ -99,11 +115,16 @@ def batch_norm(x, is_training, decay=BN_DECAY, epsilon=BN_EPSILON, name="bn"):
     sample's output does not depend on the rest of its batch.  With a Python ``False`` no
     update ops are created at all (an eval graph sharing the variables cannot disturb them);
     with a bool tensor the updates are no-ops whenever it is fed ``False``.
+    ``scale=False`` has no gamma (a fixed 1): ``tf.contrib.layers.batch_norm``'s default,
+    which the seed uses (wbenbihi hourglass_tiny.py:523, :540-554).
     """
     n_channels = _channels(x)
     with tf.variable_scope(name):
-        gamma = tf.get_variable("gamma", [n_channels], dtype=tf.float32,
-                                initializer=tf.ones_initializer())
+        if scale:
+            gamma = tf.get_variable("gamma", [n_channels], dtype=tf.float32,
+                                    initializer=tf.ones_initializer())
+        else:
+            gamma = tf.ones([n_channels], tf.float32, name="no_gamma")
         beta = tf.get_variable("beta", [n_channels], dtype=tf.float32,
                                initializer=tf.zeros_initializer())
         moving_mean = tf.get_variable("moving_mean", [n_channels], dtype=tf.float32,
@@ -140,9 +161,9 @@ def relu(x, name="relu"):
     return tf.nn.relu(x, name=name)
 
 
-def bn_relu(x, is_training, name="bn"):
+def bn_relu(x, is_training, name="bn", scale=True):
     """Batch norm then ReLU: the pre-activation used throughout Newell's residual module."""
-    return relu(batch_norm(x, is_training, name=name))
+    return relu(batch_norm(x, is_training, name=name, scale=scale))
 
 
 def linear(x, n_out, is_training, name="linear"):
