@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import cli_runner, prepare_synthetic_shards
+from conftest import cli_runner, make_synthetic_mpii
 from hgpipe.cli import main
 from hgpipe.data.shards import ShardError, load_manifest
 from hgpipe.train.feeder import ShardBatches
@@ -17,10 +17,25 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "fixtures"))
 import make_hostile_shards as hostile  # noqa: E402
 
 
+PREPARE_SETTINGS = ["--workers", "1", "--set", "DataSetHG.img_size=64", "--set",
+                    "DataSetHG.hm_size=16", "--set", "Prepare.variants=2", "--set",
+                    "Prepare.shard_size=8"]
+
+
 @pytest.fixture(scope="module")
-def pristine(tmp_path_factory):
-    return prepare_synthetic_shards(tmp_path_factory, 6, 5, "Prepare.variants=2",
-                                    "Prepare.shard_size=8")
+def dataset(tmp_path_factory):
+    """(the synthetic MPII folder, the shards prepare made from it)."""
+    root, _ = make_synthetic_mpii(str(tmp_path_factory.mktemp("data")), n_images=6, seed=5)
+    out = str(tmp_path_factory.mktemp("shards") / "good")
+    result = cli_runner().invoke(main, ["prepare", "--mpii", root, "--out", out]
+                                 + PREPARE_SETTINGS)
+    assert result.exit_code == 0, result.output
+    return root, out
+
+
+@pytest.fixture(scope="module")
+def pristine(dataset):
+    return dataset[1]
 
 
 def _one_line(result):
@@ -63,11 +78,17 @@ def test_the_training_reader_refuses_before_reading(pristine, tmp_path, case):
 
 
 @pytest.mark.parametrize("case", ["manifest_list", "manifest_deep", "manifest_escape"])
-def test_train_and_the_prepare_rerun_survive_a_bad_manifest(pristine, tmp_path, case):
+def test_train_and_the_prepare_rerun_survive_a_bad_manifest(dataset, tmp_path, case):
+    root, pristine = dataset
     folder, words = hostile.make_case(pristine, str(tmp_path / case), case)
     line = _one_line(cli_runner().invoke(main, ["train", "--data", folder, "--logdir",
                                                 str(tmp_path / "run")]))
     assert words in line and "manifest.json" in line
+    # the same prepare command again: the bad manifest is replaced, the shards kept
+    rerun = cli_runner().invoke(main, ["prepare", "--mpii", root, "--out", folder]
+                                + PREPARE_SETTINGS)
+    assert rerun.exit_code == 0, rerun.output + rerun.stderr
+    assert load_manifest(folder)["shards"] == load_manifest(pristine)["shards"]
 
 
 def test_ground_truth_reader_checks_its_fields(pristine, tmp_path):

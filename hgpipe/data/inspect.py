@@ -59,7 +59,9 @@ def sample_tiles(shards_dir, split="train", count=8, seed=0):
     size, hm = manifest["input_size"], manifest["heatmap_size"]
     rng = np.random.RandomState(seed)
     tiles = []
-    with shard_checks.open_checked(paths[rng.randint(len(paths))], split, size, hm) as shard:
+    path = paths[rng.randint(len(paths))]
+    with shard_checks.open_checked(path, split, size, hm) as shard, \
+            shard_checks.reading(path):
         n = shard["images"].shape[0]
         for i in sorted(rng.choice(n, size=min(count, n), replace=False)):
             # small crops (the tiny config's 64 px) are enlarged to stay readable

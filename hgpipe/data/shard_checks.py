@@ -9,6 +9,7 @@ on silently cast values, a manifest that is a JSON list crashed every command wi
 dataset declares is compared with the schema (:mod:`hgpipe.data.schema`) and with the
 bytes the file really has before any of it is allocated.
 """
+import contextlib
 import numbers
 import os
 import re
@@ -169,11 +170,30 @@ def open_checked(path, split, input_size, heatmap_size, fields=None, count=None)
                          "'hgpipe inspect --verify' and rerun 'hgpipe prepare'"
                          % (path, _first(exc).split("(")[0].strip() or type(exc).__name__))
     try:
-        check_datasets(path, handle, spec, count)
+        with reading(path):
+            check_datasets(path, handle, spec, count)
     except BaseException:
         handle.close()
         raise
     return handle
+
+
+@contextlib.contextmanager
+def reading(path, error=None):
+    """Name the file in what HDF5 raises while it parses a damaged file's metadata or
+    reads its data (a RuntimeError, KeyError or OSError that names nothing): one line,
+    as ``error`` (default ShardError)."""
+    try:
+        yield
+    except ShardError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+        if isinstance(exc, OSError) and getattr(exc, "filename", None):
+            raise
+        if isinstance(exc, ValueError) and type(exc).__module__.startswith("hgpipe"):
+            raise
+        raise (error or ShardError)("%s: damaged or not a shard: cannot be read (%s); "
+                                    "re-run 'hgpipe prepare'" % (path, _first(exc)))
 
 
 def shard_spec(manifest, entry):

@@ -42,7 +42,8 @@ def read_val_inputs(shards_dir, limit=None):
     for path in shards.shard_paths(shards_dir, "val", manifest):
         with shard_checks.open_checked(path, "val", manifest["input_size"],
                                        manifest["heatmap_size"],
-                                       ("images", "crop_to_image")) as shard:
+                                       ("images", "crop_to_image")) as shard, \
+                shard_checks.reading(path):
             n = shard["images"].shape[0] if remaining is None else min(
                 remaining, shard["images"].shape[0])
             images.append(shard["images"][:n])

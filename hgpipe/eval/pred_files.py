@@ -253,7 +253,7 @@ def _read_shard_files(path, files):
     # any sizes: the ground-truth fields do not depend on them
     spec = schema.datasets(4, 1, "val")
     for name in files:
-        with _open_h5(name) as f:
+        with _open_h5(name) as f, shard_checks.reading(name, EvalFileError):
             for key in ("gt_joints", "gt_annotated", "head_normalizer"):
                 if key not in f:
                     raise EvalFileError("%s: val shard has no '%s' dataset" % (name, key))

@@ -97,21 +97,30 @@ class _ShardFile(object):
         self.specs, self.offsets, self.datasets, self.gzip_rows = {}, {}, {}, {}
         self.resident = {}   # name -> the whole dataset in memory (small rows)
         try:
-            for name in fields:
-                dataset = handle[name]
-                self.specs[name] = (dataset.shape[1:], dataset.dtype)
-                offset = dataset.id.get_offset() if dataset.chunks is None else None
-                if offset is not None and self.row_bytes(name) <= RESIDENT_ROW_BYTES:
-                    self.resident[name] = dataset[()]
-                elif offset is not None:
-                    self.offsets[name] = offset
-                elif _gzip_per_sample(dataset):
-                    self.gzip_rows[name] = dataset
-                else:
-                    self.datasets[name] = dataset
+            with shard_checks.reading(path):
+                self._layout(handle, fields)
         except BaseException:
             handle.close()
             raise
+        self._finish_open(handle, path)
+
+    def _layout(self, handle, fields):
+        """How each field is read: positional reads, resident in memory, gzip rows or
+        h5py (metadata only; a damaged file fails here in one line)."""
+        for name in fields:
+            dataset = handle[name]
+            self.specs[name] = (dataset.shape[1:], dataset.dtype)
+            offset = dataset.id.get_offset() if dataset.chunks is None else None
+            if offset is not None and self.row_bytes(name) <= RESIDENT_ROW_BYTES:
+                self.resident[name] = dataset[()]
+            elif offset is not None:
+                self.offsets[name] = offset
+            elif _gzip_per_sample(dataset):
+                self.gzip_rows[name] = dataset
+            else:
+                self.datasets[name] = dataset
+
+    def _finish_open(self, handle, path):
         self._handle = handle if self.datasets or self.gzip_rows else None
         if self._handle is None:
             handle.close()
