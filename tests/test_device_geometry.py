@@ -246,3 +246,36 @@ def test_prepare_writes_context_shards_and_training_reads_them(tmp_path):
             sess.run(tf.global_variables_initializer())
             losses = [sess.run([g.train_op, g.loss], inputs.feed(batch))[1] for _ in range(2)]
     assert all(np.isfinite(losses))
+
+
+def test_bench_reports_bytes_per_person_of_both_storages():
+    """The bench's storage rows: 8 offline variants and one context crop per person, from
+    the shard schema's per-sample sizes, and their ratio against the issue's third."""
+    from hgpipe.bench.train import bytes_per_person_rows, with_device_geometry
+    from hgpipe.config import load_config
+    from hgpipe.data import schema
+    for preset in ("newell", "bearpaw", "psh"):
+        cfg = with_device_geometry(load_config(None, ["Prepare.augmentation=" + preset]))
+        rows = {row.key.split(".")[-1]: row for row in bytes_per_person_rows(cfg, "x")}
+        one = sum(int(np.prod(shape)) * np.dtype(dtype).itemsize
+                  for shape, dtype, _ in schema.datasets(256, 64, "train").values())
+        assert rows["offline_bytes_per_person"].value == 8 * one
+        side = context_geometry(PRESETS[preset], 256).side
+        assert rows["context_bytes_per_person"].value > side * side * 3
+        assert rows["context_fraction"].met, rows["context_fraction"]
+
+
+def test_bench_times_the_geometry_ops_and_divides_by_the_step():
+    from hgpipe.bench.train import (TrainResult, device_geometry_rows,
+                                    time_device_geometry_op, with_device_geometry)
+    from hgpipe.config import load_config
+    cfg = with_device_geometry(load_config(None, ["DataSetHG.img_size=64",
+                                                  "DataSetHG.hm_size=16", "Network.nLow=1"]))
+    op_ms = time_device_geometry_op(cfg, 2, runs=3)
+    assert op_ms >= 0.0
+    plain = TrainResult("small", 2, 64, 3, 10.0, 200.0, 0.0, 1.0, 3.0, 5.0)
+    geometry = plain._replace(step_ms=210.0)
+    rows = {row.key.split(".")[-1]: row for row in device_geometry_rows(plain, geometry, op_ms)}
+    assert rows["ratio"].value == pytest.approx(1.05)
+    assert rows["op_fraction"].value == pytest.approx(100 * op_ms / 200.0)
+    assert rows["op_fraction"].target == "< 3"

@@ -352,6 +352,25 @@ class Bench(object):
         op_ms = train_bench.time_device_augment_op(
             plain.batch_size, plain.input_size, cfg["DataSetHG"]["hm_size"])
         self._add(train_bench.device_augment_rows(plain, augmented, op_ms))
+        self._device_geometry(train_bench.with_device_augment(cfg), name, steps, augmented)
+
+    def _device_geometry(self, cfg, name, steps, augmented):
+        """Context shards and device geometry against the device flip + colour run: the
+        step on/off, the geometry ops alone, bytes per person of both storages."""
+        geometry_cfg = train_bench.with_device_geometry(cfg)
+        self._add(train_bench.bytes_per_person_rows(geometry_cfg, name))
+        self.say("train %s: context shards, %d steps with device geometry" % (name, steps))
+        shard_cfg = prepare_bench.bench_config(
+            geometry_cfg, prepare_bench.shard_size_for(self.sizes.train_samples, self.cores))
+        shard_cfg.set("Prepare", "geometry", "device")
+        context_dir = self._prepare(shard_cfg, self.sizes.train_samples, self.cores,
+                                    "context_shards_%s" % name, quiet=True).out_dir
+        geometry = train_bench.measure_train(
+            geometry_cfg, name, context_dir, steps,
+            os.path.join(self.work, "logdir_%s_device_geometry" % name), echo=self.log,
+            progress=self.progress)
+        op_ms = train_bench.time_device_geometry_op(geometry_cfg, augmented.batch_size)
+        self._add(train_bench.device_geometry_rows(augmented, geometry, op_ms))
 
     def _distributed_phase(self, prepared):
         """2 Horovod processes vs 1 on the first train config (hgpipe.bench.distributed)."""

@@ -139,3 +139,105 @@ def device_augment_rows(plain, augmented, op_ms):
         make_row(tag + ".op_fraction", "train", "%s: flip + colour ops alone / step time"
                  % plain.name, 100 * op_ms / plain.step_ms, "% of step", "< 2"),
     ]
+
+
+DEVICE_GEOMETRY_TARGET = "< 3"   # percent of an hg2 step (issue 20)
+CONTEXT_BYTES_TARGET = "< 0.334"  # context bytes / 8 offline variants, per person (issue 20)
+
+
+def with_device_geometry(cfg):
+    """The device-augmentation config with ``[Prepare] geometry = device`` (context
+    shards; rotation and scale drawn in the graph as well as flip and colour)."""
+    cfg = with_device_augment(cfg)
+    cfg.set("Prepare", "geometry", "device")
+    return cfg
+
+
+def time_device_geometry_op(cfg, batch, runs=20):
+    """Median ms of the geometry ops alone (draws, bilinear warp, joints, heatmaps,
+    colour) on one batch of context crops of ``cfg``'s preset, no network."""
+    import time
+    import numpy as np
+    from hgpipe.data.augment import preset_of
+    from hgpipe.data.context import context_geometry
+    from hgpipe.joints import NUM_JOINTS
+    from hgpipe.tf_compat import import_tf
+    from hgpipe.train.geometry import device_geometry
+    tf = import_tf()
+    size, hm = cfg["DataSetHG"]["img_size"], cfg["DataSetHG"]["hm_size"]
+    preset = preset_of(cfg["Prepare"])
+    geo = context_geometry(preset, size)
+    graph = tf.Graph()
+    with graph.as_default():
+        rng = np.random.RandomState(0)
+        context = tf.Variable(rng.randint(0, 255, (batch, geo.side, geo.side, 3))
+                              .astype(np.uint8))
+        joints = tf.Variable(rng.uniform(0, geo.side, (batch, NUM_JOINTS, 2))
+                             .astype(np.float32))
+        annotated = tf.Variable(np.ones((batch, NUM_JOINTS), np.float32))
+        step = tf.Variable(0, dtype=tf.int64)
+        out = device_geometry(context, joints, annotated, preset, size, hm,
+                              cfg["Prepare"]["sigma"], geo.density, 0, step, True, 0.2)
+        with tf.control_dependencies([out.images, out.heatmaps]):
+            advance = tf.assign_add(step, 1)   # a new draw every run, as in training
+        fetch = [tf.reduce_sum(out.images), tf.reduce_sum(out.heatmaps), advance]
+        baseline = [tf.reduce_sum(tf.cast(context, tf.float32)), tf.reduce_sum(joints)]
+        with tf.Session(graph=graph) as sess:
+            sess.run(tf.global_variables_initializer())
+
+            def median_ms(op):
+                sess.run(op)
+                times = []
+                for _ in range(runs):
+                    start = time.perf_counter()
+                    sess.run(op)
+                    times.append(time.perf_counter() - start)
+                return 1000 * float(np.median(times))
+            return max(0.0, median_ms(fetch) - median_ms(baseline))
+
+
+def device_geometry_rows(plain, geometry, op_ms):
+    """hg2 step time on offline crops (device flip + colour) against context crops with
+    device rotation, scale, flip and colour; the geometry ops alone against the step."""
+    tag = "train.%s.device_geometry" % plain.name
+    label = "%s (%dpx, batch %d, %d steps)" % (plain.name, plain.input_size, plain.batch_size,
+                                               plain.steps)
+    return [
+        make_row(tag + ".step_ms_on", "train", label + ": median step time, device geometry "
+                 "(context crops; rotation, scale, flip, colour in the graph)",
+                 geometry.step_ms, "ms"),
+        make_row(tag + ".ratio", "train", "%s: step time device geometry / offline crops with "
+                 "device flip + colour" % plain.name, geometry.step_ms / plain.step_ms, "x"),
+        make_row(tag + ".op_ms", "train", "%s: geometry ops alone on one batch (median)"
+                 % plain.name, op_ms, "ms"),
+        make_row(tag + ".op_fraction", "train", "%s: geometry ops alone / step time"
+                 % plain.name, 100 * op_ms / plain.step_ms, "% of step",
+                 DEVICE_GEOMETRY_TARGET),
+    ]
+
+
+def bytes_per_person_rows(cfg, name, variants=8):
+    """Train bytes per person as stored uncompressed (the shard schema's per-sample
+    sizes): ``variants`` offline crops + heatmaps against one context crop + joints."""
+    import numpy as np
+    from hgpipe.data import schema
+    from hgpipe.data.augment import preset_of
+    from hgpipe.data.context import context_geometry
+    size, hm = cfg["DataSetHG"]["img_size"], cfg["DataSetHG"]["hm_size"]
+
+    def sample_bytes(spec):
+        return sum(int(np.prod(shape)) * np.dtype(dtype).itemsize
+                   for shape, dtype, _ in spec.values())
+    offline = variants * sample_bytes(schema.datasets(size, hm, "train"))
+    geo = context_geometry(preset_of(cfg["Prepare"]), size)
+    context = sample_bytes(schema.datasets(size, hm, "train", geo.side))
+    tag = "storage.%s" % name
+    return [
+        make_row(tag + ".offline_bytes_per_person", "storage", "%s (%dpx): train bytes per "
+                 "person, offline %d variants" % (name, size, variants), offline, "B/person"),
+        make_row(tag + ".context_bytes_per_person", "storage", "%s (%dpx): train bytes per "
+                 "person, device geometry (one %dpx context crop, density %.3f)"
+                 % (name, size, geo.side, geo.density), context, "B/person"),
+        make_row(tag + ".context_fraction", "storage", "%s: context / offline bytes per person"
+                 % name, context / float(offline), "x", CONTEXT_BYTES_TARGET),
+    ]

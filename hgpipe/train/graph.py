@@ -82,6 +82,8 @@ class Geometry(NamedTuple):
     side: int           # context crop side
     density: float      # context pixels per crop pixel
     sigma: float        # Gaussian sigma, heatmap pixels
+    flip: bool          # [Prepare] flip: mirror with the preset's probability
+    color: float        # [Prepare] colour as a gain half-range (0: none)
 
     @classmethod
     def from_manifest(cls, manifest):
@@ -92,8 +94,11 @@ class Geometry(NamedTuple):
         if not side:
             return None
         prepare = manifest["config"]["Prepare"]
-        return cls(preset_of(prepare), int(side), float(manifest["context_density"]),
-                   float(prepare["sigma"]))
+        preset = preset_of(prepare)
+        color = (preset.color_high - preset.color_low) / 2.0 \
+            if prepare["color_jitter"] > 0 else 0.0
+        return cls(preset, int(side), float(manifest["context_density"]),
+                   float(prepare["sigma"]), bool(prepare["flip"]), float(color))
 
 
 class DatasetInput(object):
@@ -151,8 +156,8 @@ def build_train_graph(cfg, inputs, device="cpu", distributed=None, geometry=None
         augmented = device_geometry(
             inputs.images, inputs.joints, inputs.weights, geometry.preset,
             cfg["DataSetHG"]["img_size"], cfg["DataSetHG"]["hm_size"], geometry.sigma,
-            geometry.density, flip=train["device_flip"], color=train["device_color"],
-            **draw_key)
+            geometry.density, flip=train["device_flip"] or geometry.flip,
+            color=train["device_color"] or geometry.color, **draw_key)
     else:
         augmented = augment_on_device(input_from_uint8(inputs.images),
                                       heatmaps_from_uint8(inputs.heatmaps), inputs.weights,
