@@ -157,10 +157,12 @@ def check_datasets(path, handle, spec, count=None, exact_dtype=True):
     return count
 
 
-def open_checked(path, split, input_size, heatmap_size, fields=None, count=None):
+def open_checked(path, split, input_size, heatmap_size, context_side=None, fields=None,
+                 count=None):
     """Open a shard read-only with its ``fields`` (all of the split's schema if None)
-    checked; the caller closes it. Raises ShardError naming the file and the field."""
-    spec = schema.datasets(input_size, heatmap_size, split)
+    checked; the caller closes it. Raises ShardError naming the file and the field.
+    ``context_side``: train shards of device geometry (:func:`schema.context_side`)."""
+    spec = schema.datasets(input_size, heatmap_size, split, context_side)
     if fields is not None:
         spec = {name: spec[name] for name in fields}
     try:
@@ -197,8 +199,10 @@ def reading(path, error=None):
 
 
 def shard_spec(manifest, entry):
-    """(split, input_size, heatmap_size) a manifest says one of its shards has."""
-    return entry["split"], manifest["input_size"], manifest["heatmap_size"]
+    """(split, input_size, heatmap_size, context_side) a manifest says one of its shards
+    has (context_side: None unless its train shards hold device-geometry context crops)."""
+    return (entry["split"], manifest["input_size"], manifest["heatmap_size"],
+            schema.context_side(manifest))
 
 
 def _first(exc):

@@ -26,7 +26,7 @@ import queue as queue_module
 import h5py
 import numpy as np
 
-from hgpipe.data import shard_checks, shards
+from hgpipe.data import schema, shard_checks, shards
 
 # What training needs per sample; the rest of the schema is for evaluation and humans.
 TRAIN_FIELDS = ("images", "heatmaps", "weights")
@@ -87,7 +87,7 @@ class _ShardFile(object):
     """
 
     def __init__(self, path, fields, sizes, count=None):
-        """``sizes``: (split, input_size, heatmap_size) from the manifest, which every
+        """``sizes``: (split, input_size, heatmap_size, context_side) from the manifest: every
         field is checked against (dtype, shape, what the file can hold) before a byte
         of it is read; ``count``: the samples the manifest lists for this shard."""
         self.path = path
@@ -232,7 +232,8 @@ class ShardBatches(object):
         manifest = shards.load_manifest(shards_dir)
         self.paths = shards.shard_paths(shards_dir, split, manifest)
         listed = {os.path.join(shards_dir, e["file"]): e["count"] for e in manifest["shards"]}
-        sizes = (split, manifest["input_size"], manifest["heatmap_size"])
+        sizes = (split, manifest["input_size"], manifest["heatmap_size"],
+                 schema.context_side(manifest))
         if not self.paths:
             raise shards.ShardError("%s: no %s shards" % (shards_dir, split))
         self.batch_size = int(batch_size)
