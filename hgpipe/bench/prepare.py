@@ -72,8 +72,10 @@ def prepare_shards(source, cfg, samples, workers, work_dir, name):
     variants = cfg["Prepare"]["variants"]
     records = training_people(source, int(math.ceil(samples / float(variants))),
                               os.path.join(work_dir, "images"))
-    tasks, skipped = prep.plan_shards(records, cfg, ImageLocator(os.path.join(work_dir,
-                                                                              "images")))
+    # the workload's images are symlinks into the source's images folder: both are allowed
+    images_dir = os.path.join(work_dir, "images")
+    locator = ImageLocator(images_dir, roots=[images_dir, source.images_dir])
+    tasks, skipped = prep.plan_shards(records, cfg, locator)
     if not tasks:
         raise BenchError("%s: no usable training person to prepare (%d skipped)"
                          % (source.annotation_file, len(skipped)))

@@ -13,7 +13,7 @@ from typing import List, NamedTuple
 
 from hgpipe.atomic import ensure_dir
 from hgpipe.bench.report import BenchError
-from hgpipe.data.images import ImageLocator
+from hgpipe.data.images import ImageError, ImageLocator
 from hgpipe.data.readers import find_annotation_file, read_annotations, validate_records
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -30,6 +30,10 @@ class DataSource(NamedTuple):
     paths: dict                # image_name -> image path
     annotated_persons: int     # persons in the annotation file
     train_persons: int         # training persons in the annotation file
+
+    @property
+    def images_dir(self):
+        return os.path.join(self.dataset_dir, "images")
 
     @property
     def images(self):
@@ -64,7 +68,10 @@ def load_source(dataset_dir):
     locator = ImageLocator(images_dir)
     people, paths = [], {}
     for record in good:
-        path = paths.get(record.image_name) or locator.find(record.image_name)
+        try:
+            path = paths.get(record.image_name) or locator.find(record.image_name)
+        except ImageError:  # a name leading outside the folder: not part of the source
+            path = None
         if path is not None:
             paths[record.image_name] = path
             people.append(record)

@@ -26,7 +26,8 @@ from hgpipe.codec import HEATMAP_SCALE
 from hgpipe.data import plausible, schema, shard_records, shards
 from hgpipe.data.augment import preset_of
 from hgpipe.data.context import context_geometry, make_context
-from hgpipe.data.images import ImageError, ImageLocator, decode_image
+from hgpipe.data.images import (ImageError, ImageLocator, ImageNameError, ImageOutsideError,
+                                decode_image)
 from hgpipe.data.readers import find_annotation_file, read_annotations, validate_records
 from hgpipe.data.workers import run_pool
 from hgpipe.data.transforms import (PLAIN, Augmentation, crop_zoom, decode_reduction,
@@ -45,6 +46,8 @@ class SkipKind(object):
     """Why a person is left out of the shards: the ``kind`` of each skipped.json entry."""
     INVALID_ANNOTATION = "invalid annotation"
     IMAGE_NAME_TOO_LONG = "image name too long"
+    IMAGE_NAME_INVALID = "image name invalid"
+    IMAGE_OUTSIDE_FOLDER = "image outside the images folder"
     IMAGE_NOT_FOUND = "image not found"
     IMAGE_UNREADABLE = "image unreadable"
     IMPLAUSIBLE_BOX = plausible.SKIP_REASON
@@ -61,7 +64,8 @@ class Skip(NamedTuple):
     def summary_key(self):
         """What ``skipped_by_reason`` counts it under: a missing image or an implausible
         box by kind, anything else by its detail ("empty file", "no annotated joints")."""
-        if self.kind in (SkipKind.IMAGE_NOT_FOUND, SkipKind.IMPLAUSIBLE_BOX):
+        if self.kind in (SkipKind.IMAGE_NOT_FOUND, SkipKind.IMPLAUSIBLE_BOX,
+                         SkipKind.IMAGE_OUTSIDE_FOLDER):
             return self.kind
         return self.detail
 
@@ -160,12 +164,20 @@ def plan_shards(records, cfg, locator):
     skipped = []
     by_split = {"train": collections.OrderedDict(), "val": []}
     for record in records:
+        # the name comes from the annotation: it must stay inside the images folder and
+        # be a valid UTF-8 file name (one odd name is skipped, never the whole run)
+        try:
+            path = locator.find(record.image_name)
+        except (ImageOutsideError, ImageNameError) as exc:
+            kind = SkipKind.IMAGE_OUTSIDE_FOLDER if isinstance(exc, ImageOutsideError) \
+                else SkipKind.IMAGE_NAME_INVALID
+            skipped.append(Skip(record.describe(), kind, str(exc), exc.problem))
+            continue
         if len(record.image_name.encode("utf-8")) > schema.MAX_IMAGE_NAME:
             reason = "image name longer than %d bytes" % schema.MAX_IMAGE_NAME
             skipped.append(Skip(record.describe(), SkipKind.IMAGE_NAME_TOO_LONG, reason,
                                 reason))
             continue
-        path = locator.find(record.image_name)
         if path is None:
             skipped.append(Skip(record.describe(), SkipKind.IMAGE_NOT_FOUND,
                                 "image not found in %s" % locator.images_dir,
@@ -514,6 +526,10 @@ def prepare_dataset(cfg, mpii_dir, out_dir, annotations=None, workers=1, overwri
     missing = sum(1 for s in unplanned if s.kind == SkipKind.IMAGE_NOT_FOUND)
     if missing:
         echo("%d persons skipped: their image is not in %s" % (missing, images_dir))
+    outside = sum(1 for s in unplanned if s.kind == SkipKind.IMAGE_OUTSIDE_FOLDER)
+    if outside:
+        echo("%d persons skipped: their image name or symlink leads outside %s" % (
+            outside, images_dir), err=True)
     if not tasks:
         raise PrepareError("%s: no usable person (all %d skipped); see the reasons above"
                            % (annotation_file, len(skips)))

@@ -7,11 +7,13 @@ the file; :func:`find_annotation_file` finds a known file inside a dataset folde
 """
 import os
 
-from hgpipe.data.readers.common import AnnotationError, check_split, select_split
+from hgpipe.data.readers.common import (AnnotationError, check_file_size, check_split,
+                                        select_split)
 from hgpipe.data.readers.dataset_txt import read_dataset_txt, write_dataset_txt
 from hgpipe.data.readers.hrnet_json import read_hrnet_json, records_from_items
-from hgpipe.data.readers.mat_release import (parse_annorect, read_release_mat,
-                                             read_val_detections_mat, v73_error)
+from hgpipe.data.readers.mat_release import (SCIPY_MAT_ERRORS, parse_annorect,
+                                             read_release_mat, read_val_detections_mat,
+                                             unreadable_mat, v73_error)
 from hgpipe.data.readers.mpii_json import load_json, read_mpii_json, records_from_entries
 from hgpipe.data.readers.validate import validate_records
 
@@ -54,18 +56,25 @@ def find_annotation_file(mpii_dir):
 
 def _read_mat(path):
     import scipy.io
+    check_file_size(path)
     try:
         names = [entry[0] for entry in scipy.io.whosmat(path)]
     except NotImplementedError:
         raise v73_error(path)
-    except (OSError, ValueError, TypeError) as exc:
-        raise AnnotationError("%s is not a readable MATLAB .mat file (%s)" % (path, exc))
+    except SCIPY_MAT_ERRORS as exc:
+        raise unreadable_mat(path, exc)
     if "RELEASE" in names:
         return read_release_mat(path)
     if "annolist" in names and "RELEASE_img_index" in names:
         return read_val_detections_mat(path)
     raise AnnotationError("%s holds %s: neither the official RELEASE struct nor a val "
-                          "detections.mat" % (path, ", ".join(names) or "no variables"))
+                          "detections.mat" % (path, ", ".join(_shown(n) for n in names[:8])
+                                              or "no variables"))
+
+
+def _shown(name):
+    """A variable name as printed in a message: a damaged file's names can hold any byte."""
+    return name if name.isidentifier() and len(name) <= 40 else repr(name[:40])
 
 
 def _read_json(path):

@@ -1,11 +1,13 @@
 """What every annotation reader shares: its error type, the validation-split bookkeeping
 and the ``split=`` filter, so that all formats give identical records for one person."""
 import os
+import zlib
 
 import numpy as np
 
 from hgpipe.data import split as val_split
 from hgpipe.data.schema import SPLITS
+from hgpipe.limits import MAX_ANNOTATION_BYTES, megabytes
 
 # a reader's ``split=`` argument: every record (None), or one of the shard splits
 SPLIT_FILTERS = (None,) + SPLITS
@@ -13,6 +15,63 @@ SPLIT_FILTERS = (None,) + SPLITS
 
 class AnnotationError(ValueError):
     """An annotation file is missing, of an unknown format, or malformed (names the file)."""
+
+
+def check_file_size(path, limit=MAX_ANNOTATION_BYTES):
+    """Refuse an annotation file larger than ``limit`` before reading it (a sparse or
+    runaway file must not be read into memory); returns its size."""
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise AnnotationError("%s cannot be read (%s)" % (path, exc.strerror or exc))
+    if size > limit:
+        raise AnnotationError("%s: %d bytes, larger than the %s an annotation file may be"
+                              % (path, size, megabytes(limit)))
+    return size
+
+
+def _gunzip(raw, path, limit):
+    """Every gzip member of ``raw``, unpacked to at most ``limit`` bytes: a few MB of
+    gzip can unpack to gigabytes, so the stream is cut at the bound, never held whole."""
+    parts, total = [], 0
+    while raw:
+        if raw[:2] != b"\x1f\x8b":
+            raise AnnotationError("%s: data after the gzip stream is not gzip" % (path,))
+        unpack = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            chunk = unpack.decompress(raw, limit + 1 - total)
+            while True:
+                parts.append(chunk)
+                total += len(chunk)
+                if total > limit:
+                    raise AnnotationError("%s: unpacks to more than the %s an annotation "
+                                          "file may be" % (path, megabytes(limit)))
+                if unpack.eof or not unpack.unconsumed_tail:
+                    break
+                chunk = unpack.decompress(unpack.unconsumed_tail, limit + 1 - total)
+        except zlib.error as exc:
+            raise AnnotationError("%s: damaged gzip data (%s)" % (path, exc))
+        if not unpack.eof:
+            raise AnnotationError("%s: the gzip stream ends early (truncated file)" % (path,))
+        raw = unpack.unused_data.rstrip(b"\0")  # gzip allows zero padding after a member
+    return b"".join(parts)
+
+
+def read_annotation_bytes(path, limit=MAX_ANNOTATION_BYTES):
+    """The bytes of an annotation file, gzip unpacked (recognised by its magic bytes, not
+    its name); the file and what it unpacks to are bounded by ``limit``."""
+    check_file_size(path, limit)
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(limit + 1)
+    except (OSError, IOError) as exc:
+        raise AnnotationError("%s cannot be read (%s)" % (path, exc.strerror or exc))
+    if len(raw) > limit:
+        raise AnnotationError("%s: larger than the %s an annotation file may be"
+                              % (path, megabytes(limit)))
+    if raw[:2] == b"\x1f\x8b":
+        raw = _gunzip(raw, path, limit)
+    return raw
 
 
 def source_name(path):

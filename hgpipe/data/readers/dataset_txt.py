@@ -25,7 +25,7 @@ from collections import Counter
 import numpy as np
 
 from hgpipe.data.readers.common import (AnnotationError, check_split, mark_by_match,
-                                        select_split, source_name)
+                                        read_annotation_bytes, select_split, source_name)
 from hgpipe.data.records import make_record
 from hgpipe.data.transforms import BOX_PIXELS, CENTER_SHIFT_Y, SCALE_ENLARGE
 from hgpipe.joints import NUM_JOINTS
@@ -90,10 +90,9 @@ def read_dataset_txt(path, split=None):
     base = source_name(path)
     records = []
     try:
-        with open(path, "r") as handle:
-            lines = handle.readlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AnnotationError("%s cannot be read (%s)" % (path, exc))
+        lines = read_annotation_bytes(path).decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise AnnotationError("%s cannot be read (not UTF-8 text: %s)" % (path, exc))
     for line_no, line in enumerate(lines, 1):
         if not line.strip():
             continue

@@ -36,7 +36,10 @@ def parse_item(item, where):
         raise AnnotationError("%s: expected joints %d x 2 and center [x, y], got %s and %s"
                               % (where, NUM_JOINTS, joints.shape, center.shape))
     if "joints_vis" in item:
-        flags = np.asarray(item["joints_vis"], dtype=np.float64).ravel()
+        try:
+            flags = np.asarray(item["joints_vis"], dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            raise AnnotationError("%s: joints_vis is not numeric" % (where,))
         if flags.shape != (NUM_JOINTS,):
             raise AnnotationError("%s: joints_vis must have %d entries" % (where, NUM_JOINTS))
         annotated = flags > 0

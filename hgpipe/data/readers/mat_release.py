@@ -15,8 +15,8 @@ annotated persons (no points, no scale or objpos), which are skipped.
 """
 import numpy as np
 
-from hgpipe.data.readers.common import (AnnotationError, as_float, mark_by_key,
-                                        select_split, source_name, check_split)
+from hgpipe.data.readers.common import (AnnotationError, as_float, check_file_size,
+                                        check_split, mark_by_key, select_split, source_name)
 from hgpipe.data.records import make_record
 from hgpipe.data import split as val_split
 from hgpipe.joints import NUM_JOINTS
@@ -27,16 +27,31 @@ def v73_error(path):
                            "save(..., '-v7') so it can be read" % (path,))
 
 
+# What scipy.io raises on a damaged .mat file: ValueError mostly, but its parser, fed
+# mutated bytes, also raised zlib.error, MatReadError (not a ValueError), IndexError,
+# UnboundLocalError and MemoryError (tests/test_fuzz_readers.py). Any of them means the
+# same to a user -- the file cannot be read -- so every Exception from scipy is one line.
+SCIPY_MAT_ERRORS = (Exception,)
+
+
+def unreadable_mat(path, exc):
+    """The one-line AnnotationError for a .mat file scipy could not parse."""
+    text = str(exc).strip()
+    return AnnotationError("%s is not a readable MATLAB .mat file (%s)" % (
+        path, text.splitlines()[0][:200] if text else type(exc).__name__))
+
+
 def load_mat(path, variable_names=None):
     """scipy.io.loadmat with structs as attribute objects and errors that name the file."""
     import scipy.io
+    check_file_size(path)
     try:
         return scipy.io.loadmat(path, struct_as_record=False, squeeze_me=True,
                                 variable_names=variable_names)
     except NotImplementedError:
         raise v73_error(path)
-    except (OSError, ValueError, TypeError) as exc:
-        raise AnnotationError("%s is not a readable MATLAB .mat file (%s)" % (path, exc))
+    except SCIPY_MAT_ERRORS as exc:
+        raise unreadable_mat(path, exc)
 
 
 def _is_empty(value):

@@ -6,14 +6,14 @@ rounded to 3 decimals), ``joint_self`` 16 x [x, y, is_visible] with [0, 0, 0] me
 The conversion lost two things the official file has: head boxes (validation persons get
 theirs from the split) and unknown visibility (MPII's empty ``is_visible`` became 1).
 """
-import gzip
 import json
 import os
 
 import numpy as np
 
 from hgpipe.data.readers.common import (AnnotationError, as_float, check_split,
-                                        mark_by_key, select_split, source_name)
+                                        mark_by_key, read_annotation_bytes, select_split,
+                                        source_name)
 from hgpipe.data import split as val_split
 from hgpipe.data.readers.head_boxes import HEAD_BOXES_FILE, read_head_boxes
 from hgpipe.data.records import make_record
@@ -24,17 +24,18 @@ REQUIRED_KEYS = ("img_paths", "objpos", "scale_provided", "joint_self",
 
 
 def load_json(path):
-    """Parse a .json or .json.gz file (gzip recognised by its magic bytes, not its name)."""
+    """Parse a .json or .json.gz file (gzip recognised by its magic bytes, not its name),
+    within the size bounds of :mod:`hgpipe.limits`."""
+    raw = read_annotation_bytes(path)
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
         return json.loads(raw.decode("utf-8"))
-    except (OSError, EOFError) as exc:
-        raise AnnotationError("%s cannot be read (%s)" % (path, exc))
+    except UnicodeDecodeError as exc:
+        raise AnnotationError("%s is not UTF-8 text (%s)" % (path, exc))
     except ValueError as exc:
         raise AnnotationError("%s is not valid JSON (%s)" % (path, exc))
+    except RecursionError:
+        raise AnnotationError("%s: JSON nested too deeply (an annotation file nests a "
+                              "few levels)" % (path,))
 
 
 def _index(value, key, where):
