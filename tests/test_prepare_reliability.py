@@ -241,3 +241,37 @@ def test_two_prepares_on_one_folder_the_second_is_refused(big_dataset, tmp_path)
     assert shard_files(out) == sorted(digests(out))
     assert cli_runner().invoke(main, ["inspect", out, "--verify"]).exit_code == 0
 
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["group", "parent"])
+def test_sigterm_is_exit_130_with_one_line_no_leftovers_and_resumable(big_dataset, tmp_path,
+                                                                     target):
+    """SIGTERM (a scheduler or `kill`; to the whole process group or the parent alone)
+    stops prepare like Ctrl-C: exit 130, one line, no hidden temporary shard left, and
+    a rerun resumes from the complete shards."""
+    out = str(tmp_path / "shards")
+    proc = start_prepare(big_dataset, out)
+    assert wait_for(lambda: shard_files(out))
+    if target == "group":
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        os.kill(proc.pid, signal.SIGTERM)
+    _stdout, stderr = proc.communicate(timeout=60)
+    stderr = stderr.decode()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    lines = [l for l in stderr.splitlines() if l.strip() and "prepare:" not in l]
+    assert len(lines) == 1 and "interrupted (SIGTERM)" in lines[0], lines
+    assert "rerun the same command" in lines[0]
+    if sys.platform.startswith("linux"):
+        assert wait_for(lambda: not children_of(proc.pid), 10)
+    hidden = [name for folder, _dirs, names in os.walk(out) for name in names
+              if name.startswith(".") and name != ".hgpipe.lock"]
+    assert not hidden, hidden
+    kept = shard_files(out)
+    result = prepare(big_dataset, out)
+    assert result.exit_code == 0, result.output + result.stderr
+    if kept:
+        assert "resuming:" in result.output
+    assert cli_runner().invoke(main, ["inspect", out, "--verify"]).exit_code == 0

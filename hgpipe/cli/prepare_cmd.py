@@ -1,5 +1,6 @@
 """``hgpipe prepare``: MPII annotations + images -> versioned HDF5 training shards."""
 import os
+import signal
 import sys
 
 import click
@@ -7,6 +8,7 @@ from tqdm import tqdm
 
 from hgpipe.cli.options import config_options, echo_err, user_errors
 from hgpipe.data import prepare as prep
+from hgpipe.data.workers import WorkerDied
 
 
 @click.command("prepare")
@@ -30,15 +32,44 @@ def prepare_command(cfg, mpii_dir, out_dir, annotations, workers, overwrite):
     split) one plain crop. Same inputs and seed give identical shards whatever
     --workers; an interrupted run resumes where it stopped.
     """
+    stop = _StopOnSigterm()
     try:
-        with user_errors():
-            prep.prepare_dataset(cfg, mpii_dir, out_dir, annotations,
-                                 workers or os.cpu_count() or 1, overwrite, echo=click.echo,
-                                 progress=_progress_bar)
+        with stop, user_errors():
+            try:
+                prep.prepare_dataset(cfg, mpii_dir, out_dir, annotations,
+                                     workers or os.cpu_count() or 1, overwrite,
+                                     echo=click.echo, progress=_progress_bar)
+            except WorkerDied:
+                if stop.received:  # the SIGTERM went to the workers too (a process group)
+                    raise KeyboardInterrupt
+                raise
     except KeyboardInterrupt:  # workers ignore Ctrl-C and end with this process
-        echo_err("prepare interrupted: the complete shards in %s are kept; rerun the same "
-                 "command to resume" % out_dir)
+        echo_err("prepare interrupted%s: the complete shards in %s are kept; rerun the "
+                 "same command to resume" % (" (SIGTERM)" if stop.received else "", out_dir))
         sys.exit(130)
+
+
+class _StopOnSigterm(object):
+    """While prepare runs, SIGTERM (kill, a job scheduler, a container stop) does what
+    Ctrl-C does: the run stops where it is, half-written shards are removed, the
+    complete ones kept, one line, exit 130 (like train). Without it Python dies at once
+    with 143, silently, leaving temporary shard files for the next run to remove. A
+    second SIGTERM while stopping is ignored, so the clean-up finishes."""
+
+    received = False
+
+    def _handle(self, signum, frame):
+        self.received = True
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGTERM, self._previous)
+        return False
 
 
 def _progress_bar(total):

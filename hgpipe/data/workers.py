@@ -6,7 +6,8 @@
 * No ``multiprocessing.Manager``: its server process outlived a killed parent. Progress
   goes through a plain queue that the workers inherit when they are forked.
 * Ctrl-C reaches the whole process group; workers ignore it and the parent stops them,
-  so the user sees one line, not a traceback per worker.
+  so the user sees one line, not a traceback per worker. SIGTERM ends a worker at once
+  (the default); prepare's parent turns its own SIGTERM into a Ctrl-C stop.
 * A worker that dies (killed for memory, a crash in a native library) ends the run with
   one line saying so. That is why this is a ``ProcessPoolExecutor``, which notices a
   dead worker, and not a ``multiprocessing.Pool``, which waits for its task forever (and
@@ -51,6 +52,9 @@ def die_with_parent(parent_pid):
 def _init(parent_pid, progress, initializer):
     global _progress
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # a forked worker inherits the parent's Python SIGTERM handler (prepare's: "stop like
+    # Ctrl-C"); the pool ends its workers with SIGTERM, and they must simply die
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     die_with_parent(parent_pid)
     _progress = progress
     if initializer is not None:
