@@ -60,8 +60,8 @@ def sample_tiles(shards_dir, split="train", count=8, seed=0):
     rng = np.random.RandomState(seed)
     tiles = []
     path = paths[rng.randint(len(paths))]
-    with shard_checks.open_checked(path, split, size, hm) as shard, \
-            shard_checks.reading(path):
+    with shard_checks.open_checked(path, split, size, hm, schema.context_side(manifest)) \
+            as shard, shard_checks.reading(path):
         n = shard["images"].shape[0]
         for i in sorted(rng.choice(n, size=min(count, n), replace=False)):
             # small crops (the tiny config's 64 px) are enlarged to stay readable

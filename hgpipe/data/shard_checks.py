@@ -62,6 +62,10 @@ def check_manifest(manifest, path):
     _require(isinstance(scale, numbers.Real) and not isinstance(scale, bool)
              and np.isfinite(scale) and scale > 0, path,
              "manifest heatmap_scale is %s, expected a positive number" % _short(scale))
+    side = schema.context_side(manifest)
+    _require(side is None or (_is_int(side) and 0 < side <= MAX_SIDE), path,
+             "manifest context_side is %s, expected an integer in 1..%d"
+             % (_short(side), MAX_SIDE))
     counts = manifest.get("counts")
     _require(isinstance(counts, dict) and all(_is_int(counts.get(s, 0)) and
                                               counts.get(s, 0) >= 0 for s in schema.SPLITS),
