@@ -9,8 +9,8 @@ bilinear taps. The training graph (:mod:`hgpipe.train.geometry`) then draws rota
 and scale every step and warps this crop, instead of reusing ``variants`` fixed crops.
 
 Bytes: a crop side above :data:`MAX_SIDE_FACTOR` x ``input_size`` (480 px at 256;
-newell's +-60 degrees at 2^0.5 needs 512) is stored at the density that fits in it
-(480/512 = 0.94 pixel per crop pixel), so that a person costs at most a third of what 8
+newell's +-60 degrees at 2^0.5 needs 514) is stored at the density that fits in it
+(480/514 = 0.93 pixel per crop pixel), so that a person costs at most a third of what 8
 offline variants cost (issue 20: 262,513 B x 8 / 3 = 700,034 B; 480 x 480 x 3 =
 691,200 B, and no heatmaps: they are rendered on the device).
 
