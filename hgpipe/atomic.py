@@ -49,9 +49,19 @@ def atomic_path(path):
 
 
 def write_bytes(path, data):
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as out:
-            out.write(data)
+    """Write ``data`` to ``path`` atomically. A failed write (a full disk: ``write``
+    raises an OSError that names no file) is re-raised naming ``path``, the file the
+    user asked for, not the temporary one, which is removed."""
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as out:
+                out.write(data)
+    except EnvironmentError as exc:
+        temporary = exc.filename and os.path.basename(str(exc.filename)).startswith(
+            ".%s." % os.path.basename(path))
+        if exc.errno is None or (exc.filename and not temporary):
+            raise
+        raise type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), path)
 
 
 def write_text(path, text):

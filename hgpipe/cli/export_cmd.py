@@ -51,7 +51,9 @@ def export_command(checkpoint, config_path, out_path, input_dtype, batch_size,
             for line in export.describe_io(model):
                 click.echo(line)
             if saved_model_dir:
-                export.write_saved_model(model, saved_model_dir)
+                export.write_saved_model(
+                    model, saved_model_dir, on_removed=lambda name: click.echo(
+                        "removed %s (left by an interrupted export)" % name))
                 click.echo("wrote SavedModel %s (tag serve, signature serving_default: "
                            "images -> heatmaps)" % saved_model_dir)
             if onnx_path:

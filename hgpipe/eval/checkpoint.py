@@ -9,8 +9,11 @@ the network's variables are restored: optimizer slots, the global step and the d
 position in a training checkpoint are simply not read.
 
 Every problem a user can cause (no checkpoint there, no config, a config describing
-another network than the checkpoint holds) is a :class:`CheckpointError`, a
-``ValueError`` whose one-line message names the file.
+another network than the checkpoint holds, a truncated, damaged or missing checkpoint
+file) is a :class:`CheckpointError`, a ``ValueError`` whose one-line message names the
+file. A damaged checkpoint is told apart from another network by reading it whole
+(:mod:`hgpipe.eval.checkpoint_damage`), and the message names the newest whole
+checkpoint beside it.
 """
 import glob
 import os
@@ -19,6 +22,7 @@ import re
 import numpy as np
 
 from hgpipe.config import RUN_CONFIG_FILE, describe_network, load_config
+from hgpipe.eval.checkpoint_damage import find_damage, first_line, newest_whole
 from hgpipe.model.inference import INPUT_DTYPES, build_inference_graph, model_kwargs
 from hgpipe.tf_compat import import_tf
 
@@ -122,9 +126,9 @@ def check_variables_in_checkpoint(checkpoint_prefix, variables, cfg):
     tf = import_tf()
     try:
         stored = dict(tf.train.list_variables(checkpoint_prefix))
-    except (tf.errors.OpError, ValueError) as exc:
-        raise CheckpointError("%s: cannot read checkpoint: %s" % (
-            checkpoint_prefix, _first_line(exc)))
+    except Exception as exc:  # DataLossError, NotFoundError, ValueError, ...
+        raise damage_error(checkpoint_prefix) or CheckpointError(
+            "%s: cannot read checkpoint: %s" % (checkpoint_prefix, first_line(exc)))
     missing, different = [], []
     for variable in variables:
         name = variable.op.name
@@ -135,6 +139,9 @@ def check_variables_in_checkpoint(checkpoint_prefix, variables, cfg):
             different.append("%s is %s in the checkpoint, %s in the network"
                              % (name, list(stored[name]), shape))
     if missing or different:
+        damaged = damage_error(checkpoint_prefix)  # a damaged index can look like this
+        if damaged is not None:
+            raise damaged
         problems = []
         if missing:
             problems.append("%d variables missing (first: %s)" % (len(missing), missing[0]))
@@ -146,9 +153,17 @@ def check_variables_in_checkpoint(checkpoint_prefix, variables, cfg):
             "trained with" % (checkpoint_prefix, describe_network(cfg), "; ".join(problems)))
 
 
-def _first_line(exc):
-    text = str(getattr(exc, "message", "") or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def damage_error(prefix):
+    """A CheckpointError naming the damaged file of ``prefix`` and the newest whole
+    checkpoint beside it, or None when ``prefix`` reads back whole."""
+    problem = find_damage(prefix)
+    if problem is None:
+        return None
+    other = newest_whole(os.path.dirname(prefix) or ".", [prefix])
+    advice = ("%s is whole: pass --checkpoint %s" % (os.path.basename(other), other)
+              if other else "no other checkpoint beside it is whole")
+    return CheckpointError("%s; checkpoint %s cannot be restored; %s"
+                           % (problem, os.path.basename(prefix), advice))
 
 
 class SessionModel(object):
@@ -228,15 +243,27 @@ def load_model(checkpoint, cfg, batch_size=None, input_dtype="uint8"):
         saver = tf.train.Saver(variables)
     session = tf.Session(graph=graph)
     try:
-        saver.restore(session, prefix)
-    except tf.errors.NotFoundError as exc:
+        restore_network(session, saver, prefix, cfg)
+    except BaseException:
         session.close()
-        raise CheckpointError("%s: does not match the config's network (%s): %s"
-                              % (prefix, describe_network(cfg), _first_line(exc)))
-    except tf.errors.OpError as exc:
-        session.close()
-        raise CheckpointError("%s: cannot restore: %s" % (prefix, _first_line(exc)))
+        raise
     return LoadedModel(prefix, cfg, graph, session, images, heatmaps)
+
+
+def restore_network(session, saver, prefix, cfg):
+    """``saver.restore`` of ``prefix``; a failure is one CheckpointError: the damaged file
+    when the checkpoint does not read back whole, else TensorFlow's reason."""
+    tf = import_tf()
+    try:
+        saver.restore(session, prefix)
+    except tf.errors.OpError as exc:
+        damaged = damage_error(prefix)
+        if damaged is not None:
+            raise damaged
+        if isinstance(exc, tf.errors.NotFoundError):
+            raise CheckpointError("%s: does not match the config's network (%s): %s"
+                                  % (prefix, describe_network(cfg), first_line(exc)))
+        raise CheckpointError("%s: cannot restore: %s" % (prefix, first_line(exc)))
 
 
 def open_checkpoint(checkpoint, config_path=None, batch_size=None, input_dtype="uint8"):

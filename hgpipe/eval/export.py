@@ -16,18 +16,19 @@ own registry. A graph frozen on TF 2.x therefore loads on TF 1.15 and the other 
 round; ``tests/test_predict_export.py`` checks both directions.
 """
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
 from hgpipe import atomic
 from hgpipe.eval.checkpoint import SessionModel
+from hgpipe.eval.checkpoint_damage import failed_write
+from hgpipe.staging import staging_folder
 from hgpipe.model.inference import INPUT_NODE, OUTPUT_NODE
 from hgpipe.tf_compat import import_tf
 
 SIGNATURE_INPUT = "images"
 SIGNATURE_OUTPUT = "heatmaps"
+STAGING_PREFIX = ".tmp-savedmodel-"
 
 
 class ExportError(ValueError):
@@ -89,36 +90,43 @@ def describe_io(model):
     ]
 
 
-def write_saved_model(model, export_dir):
+def write_saved_model(model, export_dir, on_removed=None):
     """Write ``model`` as a SavedModel (tag ``serve``) with a predict signature.
 
     Signature ``serving_default``: input ``images`` -> output ``heatmaps`` (the tensors
-    of the frozen graph's ``input`` and ``heatmaps`` nodes). Written to a temporary
-    folder beside ``export_dir`` and renamed, and never over an existing folder.
+    of the frozen graph's ``input`` and ``heatmaps`` nodes). Written into a staging
+    folder beside ``export_dir`` (:mod:`hgpipe.staging`, which first removes those of
+    interrupted exports, passing their names to ``on_removed``) and renamed, never
+    over an existing folder. A failed write (a full disk) is one ExportError naming
+    ``export_dir``; nothing of it is left.
     """
     tf = import_tf()
     if os.path.exists(export_dir):
         raise ExportError("%s: already exists; give a new SavedModel folder" % export_dir)
     parent = os.path.dirname(os.path.abspath(export_dir))
-    atomic.ensure_dir(parent)
-    staging = tempfile.mkdtemp(prefix=".tmp-savedmodel-", dir=parent)
-    target = os.path.join(staging, "model")
-    try:
-        with model.graph.as_default():
-            signature = tf.saved_model.signature_def_utils.predict_signature_def(
-                inputs={SIGNATURE_INPUT: model.images},
-                outputs={SIGNATURE_OUTPUT: model.heatmaps})
-            builder = tf.saved_model.builder.SavedModelBuilder(target)
-            builder.add_meta_graph_and_variables(
-                model.session, [tf.saved_model.tag_constants.SERVING],
-                signature_def_map={
-                    tf.saved_model.signature_constants.DEFAULT_SERVING_SIGNATURE_DEF_KEY:
-                        signature},
-                clear_devices=True, strip_default_attrs=True)
-            builder.save()
+    with staging_folder(parent, STAGING_PREFIX, on_removed) as staging:
+        target = os.path.join(staging, "model")
+        try:
+            with model.graph.as_default():
+                signature = tf.saved_model.signature_def_utils.predict_signature_def(
+                    inputs={SIGNATURE_INPUT: model.images},
+                    outputs={SIGNATURE_OUTPUT: model.heatmaps})
+                builder = tf.saved_model.builder.SavedModelBuilder(target)
+                builder.add_meta_graph_and_variables(
+                    model.session, [tf.saved_model.tag_constants.SERVING],
+                    signature_def_map={
+                        tf.saved_model.signature_constants.DEFAULT_SERVING_SIGNATURE_DEF_KEY:
+                            signature},
+                    clear_devices=True, strip_default_attrs=True)
+                builder.save()
+        except (tf.errors.OpError, EnvironmentError) as exc:
+            path, reason = failed_write(exc)
+            if path:  # named as it would have been in export_dir, not in the staging
+                reason = "%s: %s" % (os.path.relpath(path, target)
+                                     if path.startswith(target) else path, reason)
+            raise ExportError("%s: cannot write the SavedModel (%s); nothing of it was "
+                              "kept" % (export_dir, reason))
         os.rename(target, export_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 class FrozenModel(SessionModel):

@@ -12,12 +12,19 @@ different architecture is refused in one line (also when ``config.ini`` is missi
 instead of TensorFlow's long traceback. Variables the checkpoint lacks that are not
 part of the network (the loss-scale state that mixed precision on gpu/npu adds to a
 logdir trained in fp32 on the cpu) start from their initial values.
+
+A checkpoint that does not read back whole (truncated, a flipped bit, a file missing)
+is refused in one line naming the damaged file and the newest whole checkpoint of the
+logdir, which ``train --resume-from`` resumes from (:func:`chosen_checkpoint`); nothing
+is deleted, the damaged files stay for the user to inspect or replace.
 """
 import glob
 import os
 import re
 
 from hgpipe import atomic
+from hgpipe.eval.checkpoint_damage import (failed_write, find_damage, first_line,
+                                           newest_whole)
 
 STATE_FILE = "checkpoint"  # TensorFlow's index of the checkpoints in a folder
 _STEP = re.compile(r"-(\d+)$")
@@ -61,14 +68,28 @@ def remove_temporary_files(logdir):
 
 
 def _read_state(tf, logdir):
+    """TensorFlow's CheckpointState of ``logdir``, or None when it has no state file.
+
+    ``get_checkpoint_state`` logs a warning and returns None for a file it cannot parse,
+    which would quietly resume from whatever checkpoint is newest; a state file that
+    names no checkpoint is refused here instead, with the newest whole one offered.
+    """
     path = os.path.join(logdir, STATE_FILE)
     if not os.path.isfile(path):
         return None
     try:
-        return tf.train.get_checkpoint_state(logdir)
-    except Exception as exc:  # text_format.ParseError and friends
-        raise ResumeError("%s: unreadable (%s); delete it to resume from the newest "
-                          "checkpoint file" % (path, str(exc).splitlines()[0]))
+        state = tf.train.get_checkpoint_state(logdir)
+        problem = None if state is not None and state.model_checkpoint_path else \
+            "not a checkpoint state file, or it names no checkpoint"
+    except Exception as exc:  # text_format.ParseError, UnicodeDecodeError and friends
+        problem = "unreadable (%s)" % first_line(exc)
+    if problem is None:
+        return state
+    whole = newest_whole(logdir)
+    advice = ("resume from %s, the newest whole checkpoint, with --resume-from %s"
+              % (os.path.basename(whole), whole) if whole else
+              "no checkpoint in %s is whole" % logdir)
+    raise ResumeError("%s: %s; %s" % (path, problem, advice))
 
 
 def _inside(logdir, path):
@@ -96,7 +117,7 @@ def find_checkpoint(tf, logdir, rewrite=True):
     """
     present = checkpoint_prefixes(logdir)
     state = _read_state(tf, logdir)
-    if state is None or not state.model_checkpoint_path:
+    if state is None:
         if not present:
             return None, []
         latest = present[-1]  # no index at all: the newest file is the run's state
@@ -107,11 +128,10 @@ def find_checkpoint(tf, logdir, rewrite=True):
     if latest is None:
         if present:
             raise ResumeError(
-                "%s: names %s, which is not in this folder, but %s is; delete %s to resume "
-                "from %s, or use another --logdir" % (
+                "%s: names %s, which is not in this folder, but %s is; resume from it "
+                "with --resume-from %s, or use another --logdir" % (
                     os.path.join(logdir, STATE_FILE), state.model_checkpoint_path,
-                    os.path.basename(present[-1]), os.path.join(logdir, STATE_FILE),
-                    os.path.basename(present[-1])))
+                    os.path.basename(present[-1]), present[-1]))
         return None, []
     kept = [p for p in (_inside(logdir, q) for q in state.all_model_checkpoint_paths) if p]
     # get_checkpoint_state has joined relative names to the folder: read the file itself
@@ -120,6 +140,71 @@ def find_checkpoint(tf, logdir, rewrite=True):
     if rewrite and any(os.path.isabs(p) or "/" in p or os.sep in p for p in written):
         write_state(logdir, latest, kept)
     return latest, kept or [latest]
+
+
+def chosen_checkpoint(logdir, path):
+    """(prefix, prefixes to keep rotating) for ``train --resume-from PATH``.
+
+    ``PATH`` is a checkpoint of ``logdir`` (its prefix or one of its files, given with
+    or without the folder): a run resumes only its own checkpoints, never another
+    folder's. The checkpoints after it are left out of the rotation: the run writes
+    their steps again.
+    """
+    name = os.path.basename(re.sub(r"(\.index|\.meta|\.data-\d+-of-\d+)$", "", path))
+    prefix = os.path.join(logdir, name)
+    present = checkpoint_prefixes(logdir)
+    if os.path.dirname(path) and os.path.abspath(os.path.dirname(path)) != \
+            os.path.abspath(logdir):
+        raise ResumeError("%s: --resume-from takes a checkpoint of --logdir %s, not of "
+                          "another folder" % (path, logdir))
+    if prefix not in present:
+        raise ResumeError("%s: no such checkpoint in %s (there: %s)" % (
+            path, logdir, ", ".join(os.path.basename(p) for p in present) or "none"))
+    return prefix, [p for p in present if _step(p) <= _step(prefix)]
+
+
+def damaged_error(prefix):
+    """A ResumeError naming the damaged file of ``prefix`` and the way to resume from
+    the newest whole checkpoint of its logdir, or None when ``prefix`` reads back whole."""
+    problem = find_damage(prefix)
+    if problem is None:
+        return None
+    logdir = os.path.dirname(prefix) or "."
+    other = newest_whole(logdir, [prefix])
+    if other:
+        advice = ("%s is whole: resume from it with --resume-from %s (the damaged files "
+                  "stay as they are until the run saves that step again)"
+                  % (os.path.basename(other), other))
+    else:
+        advice = ("no checkpoint in %s is whole: restore the files from a copy, or train "
+                  "in another --logdir" % logdir)
+    return ResumeError("%s; checkpoint %s cannot be resumed; %s"
+                       % (problem, os.path.basename(prefix), advice))
+
+
+def check_readable(tf, prefix):
+    """Raise ResumeError unless the index of ``prefix`` can be listed."""
+    try:
+        tf.train.list_variables(prefix)
+    except Exception as exc:  # DataLossError, NotFoundError, ValueError, ...
+        raise damaged_error(prefix) or ResumeError(
+            "%s: cannot read checkpoint: %s" % (prefix, first_line(exc)))
+
+
+def save_failed_message(logdir, step, exc, last_checkpoint):
+    """The one line for a checkpoint save that failed (a full disk, a file size limit):
+    the file TensorFlow could not write, why, and the checkpoint a rerun resumes from."""
+    prefix = os.path.join(logdir, "model.ckpt-%d" % step)
+    path, reason = failed_write(exc)
+    if not path or not os.path.basename(path).startswith(os.path.basename(prefix)):
+        path = prefix  # the state file or a temporary name: name the checkpoint instead
+    if last_checkpoint:
+        after = ("the older checkpoints are intact; free some space and rerun the same "
+                 "command to resume from %s" % last_checkpoint)
+    else:
+        after = "no earlier checkpoint; free some space and rerun the same command"
+    return "%s: cannot write the checkpoint of step %d (%s); %s" % (
+        path, step, reason, after)
 
 
 def _is_network_variable(variable, trainable_names):
@@ -133,11 +218,8 @@ def check_checkpoint(tf, prefix, variables, describe_network):
     Raises ResumeError when the network itself differs (a variable of another shape, or
     a network variable missing): another architecture than the one trained there.
     """
-    try:
-        stored = dict(tf.train.list_variables(prefix))
-    except (tf.errors.OpError, ValueError) as exc:
-        raise ResumeError("%s: cannot read checkpoint: %s" % (
-            prefix, str(exc).strip().splitlines()[0]))
+    check_readable(tf, prefix)
+    stored = dict(tf.train.list_variables(prefix))
     trainable = set(v.op.name for v in tf.trainable_variables())
     different, missing_network, missing_other = [], [], []
     for variable in variables:
@@ -148,6 +230,9 @@ def check_checkpoint(tf, prefix, variables, describe_network):
             (missing_network if _is_network_variable(variable, trainable)
              else missing_other).append(variable)
     if different or missing_network:
+        damaged = damaged_error(prefix)  # a damaged index can look like this
+        if damaged is not None:
+            raise damaged
         first = different[0] if different else "%s is not there" % missing_network[0].op.name
         raise ResumeError(
             "%s: holds another network than the config's (%s): %d variables differ (first: "
@@ -157,13 +242,19 @@ def check_checkpoint(tf, prefix, variables, describe_network):
 
 
 def restore(tf, sess, saver, prefix, missing, echo):
-    """Restore ``prefix``; variables it lacks (``missing``) are initialised instead."""
-    if not missing:
+    """Restore ``prefix``; variables it lacks (``missing``) are initialised instead.
+    A checkpoint that fails to restore is one ResumeError naming the damaged file."""
+    if missing:
+        missing_names = set(v.op.name for v in missing)
+        present = [v for v in tf.global_variables() if v.op.name not in missing_names]
+        saver = tf.train.Saver(var_list=present)
+    try:
         saver.restore(sess, prefix)
+    except tf.errors.OpError as exc:
+        raise damaged_error(prefix) or ResumeError(
+            "%s: cannot restore: %s" % (prefix, first_line(exc)))
+    if not missing:
         return
-    missing_names = set(v.op.name for v in missing)
-    present = [v for v in tf.global_variables() if v.op.name not in missing_names]
-    tf.train.Saver(var_list=present).restore(sess, prefix)
     sess.run(tf.variables_initializer(missing))
     echo("note: %s lacks %d variables of this graph (first: %s; e.g. loss scaling added "
          "by mixed precision); they start from their initial values"

@@ -136,12 +136,14 @@ class Trainer(object):
     """One training run in ``logdir``; ``run()`` returns the summary dict."""
 
     def __init__(self, cfg, data_dir, logdir, device=None, steps=None, resume=True,
-                 input_mode="feed", echo=print, progress=True, distributed_backend=None):
+                 input_mode="feed", echo=print, progress=True, distributed_backend=None,
+                 resume_from=None):
         self.cfg = cfg
         self.data_dir = data_dir
         self.logdir = logdir
         self.device = device or cfg["Train"]["device"]
         self.resume = resume
+        self.resume_from = resume_from  # a checkpoint of logdir instead of its latest
         self.input_mode = input_mode
         self.echo = echo
         self.progress = progress
@@ -197,12 +199,23 @@ class Trainer(object):
         config.ini is written once the logdir is known to fit: on a fresh start, or
         when it has none."""
         chief = self.dist.is_chief
-        latest, kept = resume.find_checkpoint(tf, self.logdir, rewrite=chief) \
-            if self.resume else (None, [])
+        if self.resume_from:
+            latest, kept = resume.chosen_checkpoint(self.logdir, self.resume_from)
+        elif self.resume:
+            latest, kept = resume.find_checkpoint(tf, self.logdir, rewrite=chief)
+        else:
+            latest, kept = None, []
+        if latest:
+            resume.check_readable(tf, latest)
         if latest and warm_start.is_weights_only(latest):  # import-weights: a new run
             sess.run(tf.global_variables_initializer())
-            count = warm_start.load_weights(sess, latest, warm_start.network_variables(
-                tf.get_default_graph()))
+            try:
+                count = warm_start.load_weights(sess, latest, warm_start.network_variables(
+                    tf.get_default_graph()))
+            except (tf.errors.OpError, IndexError, warm_start.WarmStartError) as exc:
+                raise resume.damaged_error(latest) or \
+                    (exc if isinstance(exc, ValueError) else resume.ResumeError(
+                        "%s: cannot read the weights: %s" % (latest, exc)))
             self.echo("started from the weights in %s (%d variables; step 0, new optimizer "
                       "state)" % (latest, count))
             latest = None
@@ -266,11 +279,23 @@ class Trainer(object):
                 "(the update blew them up); stopped without saving - the last good "
                 "checkpoint is %s" % (step, last_checkpoint or "none"))
 
-    def _save(self, sess, epoch, batch):
+    def _save(self, tf, sess, epoch, batch, last_checkpoint):
+        """Write the next checkpoint; a failed write (a full disk) is one TrainingError.
+
+        TensorFlow writes a checkpoint under temporary names and renames it whole, and
+        updates the ``checkpoint`` state file and rotates old checkpoints away only
+        after that: a failed save leaves the older checkpoints and the state file as
+        they were. Its leftovers are removed at once, to give the space back.
+        """
         g = self.graph
         sess.run(g.set_position, {g.position_epoch: epoch, g.position_batch: batch})
-        return g.saver.save(sess, os.path.join(self.logdir, "model.ckpt"),
-                            global_step=g.global_step, write_meta_graph=False)
+        try:
+            return g.saver.save(sess, os.path.join(self.logdir, "model.ckpt"),
+                                global_step=g.global_step, write_meta_graph=False)
+        except (tf.errors.OpError, OSError, IOError) as exc:
+            resume.remove_temporary_files(self.logdir)
+            raise TrainingError(resume.save_failed_message(
+                self.logdir, int(sess.run(g.global_step)), exc, last_checkpoint))
 
     def _run_model(self, sess):
         g = self.graph
@@ -351,7 +376,7 @@ class Trainer(object):
                     if run.any_stop:  # some rank got a signal: all stop after this step
                         run.status = "interrupted"
                         break
-                self._save_final(sess, run)
+                self._save_final(tf, sess, run)
             finally:
                 run.bar.close()
                 self.prefetcher.close()
@@ -428,7 +453,8 @@ class Trainer(object):
         self.verifier.check()
         if run.step % self.cfg["Saver"]["saver_step"] == 0 and self.dist.is_chief:
             self._check_savable(sess, run.step, run.last_checkpoint)
-            run.last_checkpoint = self._save(sess, *run.position)
+            run.last_checkpoint = self._save(tf, sess, run.position[0], run.position[1],
+                                             run.last_checkpoint)
         if self.validation and run.step % self.cfg["Validation"]["validate_every"] == 0:
             run.history.append(self._log_validation(tf, sess, run.writer, run.step, run.bar))
 
@@ -442,14 +468,15 @@ class Trainer(object):
         values.update(("loss/stack%d" % i, v) for i, v in enumerate(run.stack_losses))
         run.writer.add_summary(_scalar_summary(tf, values), run.step)
 
-    def _save_final(self, sess, run):
+    def _save_final(self, tf, sess, run):
         """The end-of-run checkpoint (rank 0; also after a stop signal), unless nothing
         changed since the one restored."""
         if (run.step > run.first_step or not run.restored) and self.dist.is_chief:
             position = self._position_after_last_batch() if run.step > run.first_step \
                 else run.start_position
             self._check_savable(sess, run.step, run.last_checkpoint)
-            run.last_checkpoint = self._save(sess, *position)
+            run.last_checkpoint = self._save(tf, sess, position[0], position[1],
+                                             run.last_checkpoint)
 
     def _position_after_last_batch(self):
         """Data (pass, batch) after the last batch taken: where a checkpoint resumes."""
