@@ -26,7 +26,23 @@ supervised (weight 1) only if it is annotated and its heatmap position lies insi
 map (``-0.5 <= x < heatmap_size - 0.5`` on both axes, i.e. inside a pixel of it).  Each
 supervised joint gets a Gaussian of peak 1 and standard deviation ``sigma`` heatmap
 pixels centred on its float position (no rounding to a pixel); the others an all-zero
-map.  Shards store the maps as uint8, ``round(value * HEATMAP_SCALE)``, rendered only
+map.  Two target settings (``[Prepare] gaussian_centre`` and ``gaussian_window``) give
+the references' drawings instead:
+
+* ``gaussian_centre = pixel``: the centre is the nearest heatmap pixel
+  (``floor(x + 0.5)``) -- the references draw at integer positions (pose-hg-train
+  ``src/util/img.lua:64`` ``new_point:int()``; bearpaw ``draw_labelmap`` ``int(pt)``;
+  PSH ``data/MPII/dp.py:27`` ``int(pt[0])``), each truncating in its own frame, which
+  is not hgpipe's pixel-centred one (see above), so "nearest pixel here" is the rule
+  that is the same for all frames, not one of theirs to the bit.
+* ``gaussian_window = k`` (odd): the map is cut to the k x k pixels around the
+  centre's nearest pixel (0: not cut).  pose-hg-train's ``drawGaussian`` pastes
+  ``image.gaussian(2 ceil(3 sigma) + 1)`` (``img.lua:207, 213-214``): 7 x 7 for
+  ``-hmGauss 1``, whose standard deviation is 0.25 x 7 = 1.75 px (pose-hg-train issue
+  25); bearpaw's ``draw_labelmap`` a 7 x 7 patch of sigma 1 (``size = 6 * sigma + 1``);
+  PSH's ``GenerateHeatmap`` a 9 x 9 one (``dp.py:15``, ``size = 6*sigma + 3``).
+
+Shards store the maps as uint8, ``round(value * HEATMAP_SCALE)``, rendered only
 inside the window where a Gaussian's stored value is non-zero
 (:func:`render_quantized_heatmaps`, byte-identical to quantizing the full render); the
 graph divides by ``HEATMAP_SCALE`` again (:func:`hgpipe.model.hourglass.heatmaps_from_uint8`).
@@ -117,36 +133,67 @@ def supervised(joints_hm, annotated, heatmap_size):
     return (annotated & inside).astype(np.float32)
 
 
-def _gaussian_axes(joints, heatmap_size, sigma):
-    """The separable factors of every joint's Gaussian: gx (W, J) and gy (H, J), float32."""
+GAUSSIAN_CENTRES = ("float", "pixel")
+
+
+def gaussian_centres(joints_hm, centre="float"):
+    """Where each joint's Gaussian is drawn: its float position, or (``"pixel"``) the
+    nearest heatmap pixel (see the module docstring)."""
+    if centre not in GAUSSIAN_CENTRES:
+        raise ValueError("gaussian centre must be one of %s, got %r"
+                         % (", ".join(GAUSSIAN_CENTRES), centre))
+    joints_hm = np.asarray(joints_hm, dtype=np.float64)
+    return np.floor(joints_hm + 0.5) if centre == "pixel" else joints_hm
+
+
+def _gaussian_axes(joints, heatmap_size, sigma, window=0):
+    """The separable factors of every joint's Gaussian: gx (W, J) and gy (H, J), float32.
+
+    ``window`` (odd, 0: none) zeroes each factor beyond ``window // 2`` pixels of the
+    centre's nearest pixel, which cuts the 2-D map to a window x window square.
+    """
     grid = np.arange(heatmap_size, dtype=np.float32)
     joints = np.asarray(joints, dtype=np.float32)
     scale = np.float32(gaussian_exponent(sigma))
     gx = np.exp((grid[:, None] - joints[None, :, 0]) ** 2 * scale)  # (W, J)
     gy = np.exp((grid[:, None] - joints[None, :, 1]) ** 2 * scale)  # (H, J)
+    if window:
+        nearest = np.floor(joints.astype(np.float64) + 0.5)
+        half = window // 2
+        gx *= np.abs(grid[:, None] - nearest[None, :, 0]) <= half
+        gy *= np.abs(grid[:, None] - nearest[None, :, 1]) <= half
     return gx, gy
 
 
-def render_heatmaps(joints, weights, heatmap_size, sigma):
+def check_window(window):
+    """A Gaussian window is 0 (none) or an odd number of pixels."""
+    if window < 0 or (window and window % 2 == 0):
+        raise ValueError("gaussian window must be 0 or odd, got %r" % (window,))
+    return int(window)
+
+
+def render_heatmaps(joints, weights, heatmap_size, sigma, window=0):
     """Float Gaussians of height 1 at float joint positions, (H, W, J) float32.
 
     Computed separably (an outer product per joint, broadcast straight into the output
     layout) from the exact float coordinates; joints with weight 0 get an all-zero map.
     """
-    gx, gy = _gaussian_axes(joints, heatmap_size, sigma)
+    gx, gy = _gaussian_axes(joints, heatmap_size, sigma, window)
     gy *= (np.asarray(weights) > 0)[None, :]
     return gy[:, None, :] * gx[None, :, :]
 
 
-def render_quantized_heatmaps(joints, weights, heatmap_size, sigma, scale, out=None):
+def render_quantized_heatmaps(joints, weights, heatmap_size, sigma, scale, out=None,
+                              window=0):
     """``quantize_heatmaps(render_heatmaps(...), scale)``, byte for byte, 3-4x cheaper.
 
     A stored value round(gx * gy * scale) is never above round(gx * scale) (gy <= 1 and
     every step is monotonic in float32), so a map is zero outside the rows and columns
     where its 1-D factors alone quantize above zero (about +-3.5 sigma): only that window
     is computed, for all joints at once. ``out`` (H, W, J) uint8 is overwritten if given.
+    A ``window`` cut zeroes the factors themselves, so the same holds.
     """
-    gx, gy = _gaussian_axes(joints, heatmap_size, sigma)
+    gx, gy = _gaussian_axes(joints, heatmap_size, sigma, window)
     if out is None:
         out = np.zeros((heatmap_size, heatmap_size, gx.shape[1]), np.uint8)
     else:
@@ -261,20 +308,25 @@ def flip_heatmaps(heatmaps):
 class HeatmapCodec(object):
     """The convention bound to one network geometry: ``input_size`` crop pixels,
     ``heatmap_size`` heatmap pixels (``stride`` = their ratio) and the Gaussian's
-    ``sigma`` in heatmap pixels (needed to encode only)."""
+    ``sigma`` in heatmap pixels, ``centre`` and ``window`` (needed to encode only; see
+    the module docstring)."""
 
-    def __init__(self, input_size, heatmap_size, sigma=None):
+    def __init__(self, input_size, heatmap_size, sigma=None, centre="float", window=0):
         self.input_size = int(input_size)
         self.heatmap_size = int(heatmap_size)
         self.sigma = sigma
+        gaussian_centres(np.zeros((0, 2)), centre)  # checks the name
+        self.centre = centre
+        self.window = check_window(window)
 
     @property
     def stride(self):
         return float(self.input_size) / self.heatmap_size
 
     def __repr__(self):
-        return "HeatmapCodec(input_size=%d, heatmap_size=%d, sigma=%r)" % (
-            self.input_size, self.heatmap_size, self.sigma)
+        return ("HeatmapCodec(input_size=%d, heatmap_size=%d, sigma=%r, centre=%r, "
+                "window=%d)" % (self.input_size, self.heatmap_size, self.sigma, self.centre,
+                                self.window))
 
     def crop_to_heatmap(self, points):
         return crop_to_heatmap(points, self.input_size, self.heatmap_size)
@@ -285,6 +337,8 @@ class HeatmapCodec(object):
     def encode(self, joints_crop, annotated, stored_scale=None, out=None):
         """Joints (J, 2) in crop pixels and their annotated flags (J,) bool ->
         (heatmaps (H, W, J), weights (J,) float32, joints (J, 2) in heatmap pixels).
+        The returned joints are the true positions; the Gaussians sit at
+        :func:`gaussian_centres` of them.
 
         Heatmaps are float32 in [0, 1], or with ``stored_scale`` (normally
         :data:`HEATMAP_SCALE`) the stored uint8 maps, written into ``out`` if given.
@@ -293,11 +347,13 @@ class HeatmapCodec(object):
             raise ValueError("HeatmapCodec.encode needs a sigma")
         joints_hm = self.crop_to_heatmap(joints_crop)
         weights = supervised(joints_hm, annotated, self.heatmap_size)
+        centres = gaussian_centres(joints_hm, self.centre)
         if stored_scale is None:
-            heatmaps = render_heatmaps(joints_hm, weights, self.heatmap_size, self.sigma)
+            heatmaps = render_heatmaps(centres, weights, self.heatmap_size, self.sigma,
+                                       self.window)
         else:
-            heatmaps = render_quantized_heatmaps(joints_hm, weights, self.heatmap_size,
-                                                 self.sigma, stored_scale, out)
+            heatmaps = render_quantized_heatmaps(centres, weights, self.heatmap_size,
+                                                 self.sigma, stored_scale, out, self.window)
         return heatmaps, weights, joints_hm
 
     @staticmethod

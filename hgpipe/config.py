@@ -165,6 +165,16 @@ def _fraction(value):
     return number
 
 
+def _odd_or_zero(value):
+    number = _int(value)
+    if number < 0 or (number and number % 2 == 0):
+        raise ValueError("must be 0 or an odd number of pixels")
+    return number
+
+
+_odd_or_zero.__name__ = "0 or odd int"
+
+
 def _any(value):
     return value
 
@@ -220,6 +230,15 @@ SCHEMA = OrderedDict([
     ("Prepare", OrderedDict([
         ("variants", (_positive(int, 1000), 8, "augmented crops per training person")),
         ("sigma", (_positive(float), 1.0, "Gaussian sigma in heatmap pixels")),
+        ("gaussian_centre", (_choice("float", "pixel"), "float",
+                             "Gaussian at the joint's float position, or at its nearest "
+                             "heatmap pixel (the references' integer centres; codec.py)")),
+        ("joint_weight", (_choice("supervised", "visible"), "supervised",
+                          "a joint's loss weight: annotated and inside the map; visible: "
+                          "also MPII's is_visible (bearpaw HEAD, mpii.py:115)")),
+        ("gaussian_window", (_odd_or_zero, 0,
+                             "cut each Gaussian to this many pixels square (odd; 0: "
+                             "not cut; pose-hg-train and bearpaw 7, PSH 9)")),
         ("seed", (_seed, 0, "augmentation seed (same seed -> identical shards)")),
         ("rotation", (_non_negative(float, 180.0), 30.0, "rotation: N(0, r) degrees clamped at 2r")),
         ("rotation_prob", (_fraction, 0.6, "chance that a variant is rotated at all")),
@@ -266,6 +285,11 @@ SCHEMA = OrderedDict([
         ("learning_rate_decay", (_positive(float), 0.96, "lr factor every decay_step")),
         ("decay_step", (_positive(int), 2000, "steps between lr decays (staircase)")),
         ("weighted_loss", (_bool, False, "mask unannotated/out-of-crop joints in the loss")),
+        ("weighted_loss_mode", (_choice("masked", "bearpaw"), "masked",
+                                "masked: / total weight; bearpaw: JointsMSELoss, 0.5 x mean "
+                                "over every map of weight x error (hgpipe/model/loss.py)")),
+        ("stack_loss", (_choice("sum", "mean"), "sum",
+                        "per-stack losses summed (Newell, bearpaw) or averaged (PSH)")),
         ("optimizer", (_choice("rmsprop_tf", "rmsprop_torch", "adam_tf", "adam_torch"),
                        "rmsprop_tf", "update rule: TF's or torch.optim's semantics")),
         ("rmsprop_decay", (_fraction, 0.9, "RMSProp moving-average decay (torch: alpha)")),

@@ -19,6 +19,8 @@ PARAMETERS = {
     "psh_hg8": 25434112,       # PSH PoseNet(8, 256) without its unused skip layers
     "bearpaw_hg2": 6730912,    # hg_s2_b1, wider stem residual 2
     "bearpaw_hg8": 25594624,   # hg_s8_b1
+    "bearpaw2017_hg2": 6730912,   # the same networks, 17dc840's training code
+    "bearpaw2017_hg8": 25594624,
     "hg2": 6570400,
     "tiny": 380896,
 }
@@ -91,7 +93,30 @@ REFERENCE_LR = {
                                   370799]),
     "bearpaw_hg8": (_bearpaw_lr, [0, 60 * 3708 - 1, 60 * 3708, 90 * 3708, 370799]),
     "psh_hg8": (_psh_lr, [0, 99999, 100000, 100001, 250999]),
+    # 17dc840: --epochs 90 (example/mpii.py:309), so only the drop at 60 happens
+    "bearpaw2017_hg2": (_bearpaw_lr, [0, 60 * 3708 - 1, 60 * 3708, 90 * 3708 - 1]),
+    "bearpaw2017_hg8": (_bearpaw_lr, [0, 60 * 3708, 90 * 3708 - 1]),
 }
+
+
+def test_bearpaw_2017_and_head_differ_only_in_loss_and_length():
+    """17dc840 (published tables) vs HEAD: unweighted MSE and 90 epochs against
+    JointsMSELoss weighted by the visibility flag and 100 epochs."""
+    old, new = _load("bearpaw2017_hg2")["Train"], _load("bearpaw_hg2")["Train"]
+    assert (old["weighted_loss"], old["nEpochs"]) == (False, 90)
+    assert (new["weighted_loss"], new["weighted_loss_mode"], new["nEpochs"]) == (
+        True, "bearpaw", 100)
+    same = [k for k in old if k not in ("weighted_loss", "nEpochs")]
+    assert [old[k] for k in same] == [new[k] for k in same]
+
+
+def test_fp32_references_train_in_fp32():
+    """Every recipe of an fp32 reference turns mixed precision off (it defaults on for
+    gpu/npu); the seed's NPU mixed precision stays."""
+    for name in ("newell_hg8", "bearpaw_hg2", "bearpaw_hg8", "bearpaw2017_hg2",
+                 "bearpaw2017_hg8", "psh_hg8"):
+        assert _load(name)["Train"]["mixed_precision"] is False, name
+    assert _load("seed_4x256")["Train"]["mixed_precision"] is True
 
 
 def test_reference_formulas_give_the_published_values():

@@ -119,6 +119,10 @@ def _fingerprint(split, jobs, settings):
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+TARGET_DEFAULTS = {"gaussian_centre": "float", "gaussian_window": 0,
+                   "joint_weight": "supervised"}
+
+
 def shard_settings(cfg):
     """The config values that determine shard contents (part of every fingerprint)."""
     data, prep = cfg["DataSetHG"], cfg["Prepare"]
@@ -126,6 +130,11 @@ def shard_settings(cfg):
     settings.update((k, v) for k, v in prep.items() if k != "shard_size")
     if settings.get("geometry") == "offline":   # the default: fingerprints as before it
         del settings["geometry"]
+    # target settings added later count only when set, so shards prepared before they
+    # existed keep their fingerprints (same contents) and are not rebuilt
+    for key, default in TARGET_DEFAULTS.items():
+        if settings[key] == default:
+            del settings[key]
     return settings
 
 
@@ -299,6 +308,9 @@ def _make_samples(task, settings, progress=None, writer=None):
     if task.split == "train":
         slots = np.random.RandomState(int(task.fingerprint[:8], 16)).permutation(task.samples)
     per_person = samples_per_person(settings, task.split)
+    target = {"centre": settings.get("gaussian_centre", TARGET_DEFAULTS["gaussian_centre"]),
+              "window": settings.get("gaussian_window", TARGET_DEFAULTS["gaussian_window"]),
+              "joint_weight": settings.get("joint_weight", TARGET_DEFAULTS["joint_weight"])}
     for job in task.jobs:
         augmentations = [(record, _augmentations(record, task.split, settings))
                          for record in job.records]
@@ -334,7 +346,8 @@ def _make_samples(task, settings, progress=None, writer=None):
                                           direct["images"])
                 else:
                     sample = make_sample(image, record, aug, input_size, heatmap_size,
-                                         settings["sigma"], reduction, HEATMAP_SCALE, direct)
+                                         settings["sigma"], reduction, HEATMAP_SCALE, direct,
+                                         **target)
                 sample["image_name"] = record.image_name.encode("utf-8")
                 sample["annolist_index"] = record.annolist_index
                 sample["person_index"] = record.person_index

@@ -145,7 +145,8 @@ def decode_reduction(zooms, largest=8):
 
 
 def make_sample(image_bgr, record, aug, input_size, heatmap_size, sigma, reduction=1,
-                heatmap_scale=None, out=None):
+                heatmap_scale=None, out=None, centre="float", window=0,
+                joint_weight="supervised"):
     """One training/validation sample from a decoded image and a person record.
 
     ``reduction`` is the factor the image was decoded smaller by (see
@@ -155,6 +156,10 @@ def make_sample(image_bgr, record, aug, input_size, heatmap_size, sigma, reducti
     ``heatmap_scale`` the heatmaps are the stored uint8 ones
     (:func:`hgpipe.codec.render_quantized_heatmaps`); ``out`` may hold destination arrays for
     "images" and "heatmaps" (one sample each), written in place instead of allocated.
+    ``centre`` and ``window`` are the codec's Gaussian settings (:mod:`hgpipe.codec`).
+    ``joint_weight = "visible"`` also gives weight 0 to joints MPII flags occluded
+    (``is_visible`` 0; unknown counts as visible), as bearpaw HEAD's ``target_weight``
+    (``pose/datasets/mpii.py:115, 122``); their Gaussians are still drawn, as there.
     """
     out = out or {}
     center, scale = hourglass_box(record.center, record.scale)
@@ -165,11 +170,16 @@ def make_sample(image_bgr, record, aug, input_size, heatmap_size, sigma, reducti
 
     joints_crop = apply_affine(to_crop, record.joints)
     annotated = record.annotated.copy()
+    occluded = np.asarray(record.visible) == 0
     if aug.flip:  # the affine mirrored the crop; now swap the joints' identities
         joints_crop = codec.swap_left_right(joints_crop)
         annotated = codec.swap_left_right(annotated)
-    heatmaps, weights, joints_hm = codec.HeatmapCodec(input_size, heatmap_size, sigma).encode(
-        joints_crop, annotated, heatmap_scale, out.get("heatmaps"))
+        occluded = codec.swap_left_right(occluded)
+    target = codec.HeatmapCodec(input_size, heatmap_size, sigma, centre, window)
+    heatmaps, weights, joints_hm = target.encode(joints_crop, annotated, heatmap_scale,
+                                                 out.get("heatmaps"))
+    if joint_weight == "visible":
+        weights = weights * ~(occluded & annotated)
     return {
         "images": crop,
         "heatmaps": heatmaps,

@@ -9,6 +9,16 @@ Newell's Torch code) and the per-stack losses are summed.
 nothing, neither to the numerator nor to the mean, and with all weights 1 the value equals
 plain MSE.  A batch whose weights are all 0 gives a loss of 0 (not NaN).
 
+``weighted_mode="bearpaw"`` is bearpaw/pytorch-pose HEAD's ``JointsMSELoss``
+(``pose/losses/jointsmseloss.py``): per joint ``0.5 * MSELoss(pred * w, target * w)``,
+summed over joints and divided by their number, i.e. ``0.5 * sum(w^2 (pred - target)^2)
+/ (N * J * H * W)``: a weight-0 map still counts in the mean (it adds 0 to the sum).
+
+``stacks="mean"`` averages the per-stack losses instead of summing them: PSH's
+``task/pose.py:125`` takes ``torch.mean`` of the (batch, stack) losses of
+``models/posenet.py:62-67`` (``calc_loss``), each the mean over the maps
+(``task/loss.py:11-12``).
+
 The loss is always computed in float32: float16 squares of heatmap errors (~1e-3..1e-6)
 underflow and sums over 64x64x16 maps lose precision.
 """
@@ -37,20 +47,33 @@ def _check_compatible(heatmaps, targets, weights):
                              "got shape %s" % (expected, targets.shape, weights.shape))
 
 
-def heatmap_loss(heatmaps, targets, weights=None, weighted=True, name="heatmap_loss"):
-    """Sum over stacks of the (optionally joint-weighted) heatmap MSE.
+WEIGHTED_MODES = ("masked", "bearpaw")
+STACK_REDUCTIONS = ("sum", "mean")
+
+
+def heatmap_loss(heatmaps, targets, weights=None, weighted=True, name="heatmap_loss",
+                 weighted_mode="masked", stacks="sum"):
+    """Sum (or mean) over stacks of the (optionally joint-weighted) heatmap MSE.
 
     heatmaps: list of per-stack predictions (N, H, W, J), any float dtype (a single tensor
         is treated as one stack).
     targets: (N, H, W, J) target maps in [0, 1] (see ``heatmaps_from_uint8``).
     weights: (N, J) per-joint weights (1 = supervise, 0 = ignore); required when
         ``weighted`` is True, ignored otherwise.
-    weighted: True for the masked MSE described in the module docstring, False for plain
-        MSE over every map.
+    weighted: True for the joint-weighted MSE described in the module docstring, False
+        for plain MSE over every map.
+    weighted_mode: "masked" (divide by the total weight) or "bearpaw" (JointsMSELoss).
+    stacks: "sum" (Newell, bearpaw) or "mean" (PSH) of the per-stack losses.
 
     Returns ``(total_loss, per_stack_losses)``: a float32 scalar and a list of float32
-    scalars (one per stack, for TensorBoard), ``total_loss == sum(per_stack_losses)``.
+    scalars (one per stack, for TensorBoard), ``total_loss`` their sum or mean.
     """
+    if weighted_mode not in WEIGHTED_MODES:
+        raise ValueError("heatmap_loss: weighted_mode must be one of %s, got %r"
+                         % (", ".join(WEIGHTED_MODES), weighted_mode))
+    if stacks not in STACK_REDUCTIONS:
+        raise ValueError("heatmap_loss: stacks must be one of %s, got %r"
+                         % (", ".join(STACK_REDUCTIONS), stacks))
     if not isinstance(heatmaps, (list, tuple)):
         heatmaps = [heatmaps]
     if not heatmaps:
@@ -66,7 +89,11 @@ def heatmap_loss(heatmaps, targets, weights=None, weighted=True, name="heatmap_l
         if weighted:
             map_weights = weights[:, tf.newaxis, tf.newaxis, :]  # (N, 1, 1, J)
             map_size = tf.cast(tf.shape(targets)[1] * tf.shape(targets)[2], tf.float32)
-            normaliser = tf.reduce_sum(weights) * map_size
+            if weighted_mode == "bearpaw":
+                map_weights = tf.square(map_weights)
+                normaliser = 2.0 * tf.cast(tf.size(targets), tf.float32)
+            else:
+                normaliser = tf.reduce_sum(weights) * map_size
 
         per_stack = []
         for index, stack in enumerate(heatmaps):
@@ -76,5 +103,8 @@ def heatmap_loss(heatmaps, targets, weights=None, weighted=True, name="heatmap_l
             else:
                 stack_loss = tf.reduce_mean(squared)
             per_stack.append(tf.identity(stack_loss, name="stack%d" % index))
-        total = tf.add_n(per_stack, name="total")
+        if stacks == "mean":
+            total = tf.divide(tf.add_n(per_stack), float(len(per_stack)), name="total")
+        else:
+            total = tf.add_n(per_stack, name="total")
         return total, per_stack

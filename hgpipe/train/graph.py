@@ -172,7 +172,9 @@ def build_train_graph(cfg, inputs, device="cpu", distributed=None, geometry=None
     eval_outputs = build_hourglass(input_from_uint8(eval_images), is_training=False,
                                    reuse=True, **model_kwargs(cfg))
     loss, stack_losses = heatmap_loss(outputs, augmented.heatmaps, augmented.weights,
-                                      weighted=train["weighted_loss"])
+                                      weighted=train["weighted_loss"],
+                                      weighted_mode=train["weighted_loss_mode"],
+                                      stacks=train["stack_loss"])
     learning_rate = learning_rate_tensor(train, global_step)
     if distributed is not None:
         learning_rate = scaled_learning_rate(tf, learning_rate, global_step, distributed.size,
