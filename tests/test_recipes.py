@@ -106,7 +106,7 @@ def test_bearpaw_2017_and_head_differ_only_in_loss_and_length():
     assert (old["weighted_loss"], old["nEpochs"]) == (False, 90)
     assert (new["weighted_loss"], new["weighted_loss_mode"], new["nEpochs"]) == (
         True, "bearpaw", 100)
-    same = [k for k in old if k not in ("weighted_loss", "nEpochs")]
+    same = [k for k in old if k not in ("weighted_loss", "weighted_loss_mode", "nEpochs")]
     assert [old[k] for k in same] == [new[k] for k in same]
 
 
