@@ -63,11 +63,12 @@ def test_quiet_native_stderr_drops_start_up_noise_and_keeps_errors(capfd, monkey
 
 # ----------------------------------------------------------------------- real runs
 
-def _train(shards_dir, logdir, debug=False):
+def _train(shards_dir, logdir, debug=False, extra_env=None):
     """``hgpipe train`` as a user's shell runs it; returns (stdout+stderr lines, weights)."""
     env = {k: v for k, v in worker_env().items() if k not in NOT_IN_A_USERS_SHELL}
     if debug:
         env["HGPIPE_DEBUG"] = "1"
+    env.update(extra_env or {})
     cmd = [sys.executable, "-m", "hgpipe", "train", "--data", shards_dir, "--logdir", logdir,
            "--steps", "3"] + TINY
     proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -89,18 +90,24 @@ def two_runs(tmp_path_factory):
     shards = prepare_synthetic_shards(tmp_path_factory, 6, 11, "Prepare.variants=2")
     quiet = _train(shards, str(tmp_path_factory.mktemp("quiet")))
     debug = _train(shards, str(tmp_path_factory.mktemp("debug")), debug=True)
-    return quiet, debug
+    return quiet, debug, shards
+
+
+# A user's environment that lets oneDNN choose other kernels than the deterministic
+# mode's (AVX-512 where the CPU has it, as this machine does); before the mode pinned
+# them, a cap at AVX2 alone changed the weights of these 3 steps.
+OTHER_CPU = {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}
 
 
 def test_train_output_starts_with_hgpipes_own_line(two_runs):
-    (lines, _, _), _ = two_runs
+    (lines, _, _), _, _ = two_runs
     assert lines, "no output"
     assert lines[0].startswith(("step ", "Final Performance", "note:")), lines[:5]
     assert not [line for line in lines if any(text in line for text in TF_CHATTER)], lines
 
 
 def test_hgpipe_debug_shows_tensorflows_own_lines(two_runs):
-    _, (lines, _, _) = two_runs
+    _, (lines, _, _), _ = two_runs
     chatter = [line for line in lines if is_noise(line)]
     # TF 2.x: the absl and oneDNN start-up lines; TF 1.15: its I-lines at Session creation
     assert chatter, lines
@@ -108,7 +115,7 @@ def test_hgpipe_debug_shows_tensorflows_own_lines(two_runs):
 
 
 def test_deterministic_training_gives_bit_identical_weights(two_runs):
-    (_, first, first_summary), (_, second, second_summary) = two_runs
+    (_, first, first_summary), (_, second, second_summary), _ = two_runs
     assert sorted(first) == sorted(second)
     assert any(name.endswith("moving_mean") for name in first)  # batch-norm state too
     moved = 0
@@ -118,3 +125,15 @@ def test_deterministic_training_gives_bit_identical_weights(two_runs):
     assert moved > 10
     assert first_summary["global_step"] == second_summary["global_step"] == 3
     assert first_summary["final_loss"] == second_summary["final_loss"]
+
+
+def test_deterministic_training_does_not_depend_on_the_cpus_instruction_set(two_runs,
+                                                                             tmp_path):
+    """Bit-identical weights when oneDNN would pick kernels for another instruction set:
+    deterministic training keeps TensorFlow on kernels that do not depend on the CPU."""
+    (_, first, first_summary), _, shards = two_runs
+    _, other, other_summary = _train(shards, str(tmp_path / "avx2"), extra_env=OTHER_CPU)
+    assert sorted(other) == sorted(first)
+    for name in first:
+        assert np.array_equal(first[name], other[name]), name
+    assert other_summary["final_loss"] == first_summary["final_loss"]

@@ -21,10 +21,25 @@ CPU, the single thread alone already makes the run repeatable.
 """
 import os
 
+# the instruction set oneDNN is capped at in deterministic mode (see request_op_determinism)
+DETERMINISTIC_CPU_ISA = "AVX2"
+
 
 def request_op_determinism():
-    """Ask TensorFlow for deterministic kernels: effective if TF is not imported yet."""
+    """Ask TensorFlow for deterministic kernels, the same on every CPU: effective if TF is
+    not imported yet.
+
+    oneDNN (TensorFlow 2.x's CPU kernels, and the GEMM inside its Eigen contractions)
+    picks its kernels at run time by the CPU's instruction set (AVX2, AVX-512, AMX ...):
+    the same seed gave other digits on two machines of one kind, and on one machine with
+    oneDNN capped at AVX2 (demo, deterministic: 64.57 against 63.32 at step 600; turning
+    oneDNN's graph rewrites off, ``TF_ENABLE_ONEDNN_OPTS=0``, did not remove it). So the
+    deterministic mode caps oneDNN at AVX2 (``ONEDNN_MAX_CPU_ISA``), the level of every
+    x86 server CPU since 2013, whatever the user's environment says: machines with AVX2
+    or more then run the same kernels. TF 1.15's wheel has no oneDNN and ignores it.
+    """
     os.environ["TF_DETERMINISTIC_OPS"] = "1"
+    os.environ["ONEDNN_MAX_CPU_ISA"] = DETERMINISTIC_CPU_ISA
 
 
 def make_deterministic(config):
