@@ -210,3 +210,24 @@ def test_pck_checkpoint_on_the_imported_logdir(imported, shared_mpii, tmp_path):
     assert result.exit_code == 0, result.output + result.stderr
     assert "| model.ckpt-0 | tompson | PCKh@0.5 |" in result.output
     assert os.path.exists(out)
+
+
+def test_imported_logdir_has_ordinary_permissions(imported):
+    logdir, _ = imported
+    mask = os.umask(0)
+    os.umask(mask)
+    assert os.stat(logdir).st_mode & 0o777 == 0o777 & ~mask  # not mkdtemp's 0700
+
+
+def test_a_killed_imports_staging_folder_is_removed_by_the_next(tmp_path):
+    stale = tmp_path / ".tmp-import-killed"  # what an import killed by SIGKILL left
+    stale.mkdir()
+    (stale / "model.ckpt-0.index").write_bytes(b"half")
+    path, _, _ = fixture("psh_s2.legacy")
+    line = error_line(invoke("import-weights", path, "--from", "bearpaw", "--out",
+                             tmp_path / "logdir"))
+    assert "not a bearpaw" in line and stale.exists()  # refused before staging: kept
+    result = invoke("import-weights", path, "--from", "psh", "--out", tmp_path / "logdir",
+                    *SMALL)
+    assert result.exit_code == 0, result.output + result.stderr
+    assert os.listdir(str(tmp_path)) == ["logdir"]

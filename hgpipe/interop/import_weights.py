@@ -4,25 +4,25 @@ The logdir holds ``model.ckpt-0`` (the network's variables only, no global step 
 optimizer slots: a *weights-only* checkpoint, see :mod:`hgpipe.train.warm_start`) and
 the ``config.ini`` describing that network (stacks, features, stem, input mean, no
 dropout), so ``pck --checkpoint``, ``predict``, ``export`` and ``train`` take it as any
-other logdir. It is written into a temporary folder beside ``out_dir`` and renamed, so
-an interrupted import leaves nothing half-written.
+other logdir. It is written into a staging folder beside ``out_dir`` and renamed, so an
+interrupted import leaves nothing half-written; a killed one's staging folder is removed
+by the next import into that parent (:mod:`hgpipe.staging`).
 """
 import collections
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
-from hgpipe.atomic import ensure_dir
 from hgpipe.config import RUN_CONFIG_FILE, load_config
 from hgpipe.interop import families
 from hgpipe.interop.torch_file import read_torch_file
 from hgpipe.model.hourglass import build_hourglass
+from hgpipe.staging import staging_folder
 from hgpipe.tf_compat import import_tf
 
 CHECKPOINT_NAME = "model.ckpt"
 IMPORT_STEP = 0
+STAGING_PREFIX = ".tmp-import-"  # hgpipe/staging.py: stale ones are removed on the next run
 
 
 class WeightImportError(ValueError):
@@ -166,9 +166,7 @@ def import_weights(checkpoint, family, out_dir, mean="default", cfg=None):
         mean = families.FAMILIES[family]["mean"]
     cfg = imported_config(model_kw, mean, cfg)
     parent = os.path.dirname(os.path.abspath(out_dir))
-    ensure_dir(parent)
-    staging = tempfile.mkdtemp(prefix=".tmp-import-", dir=parent)
-    try:
+    with staging_folder(parent, STAGING_PREFIX) as staging:
         try:
             path, values = convert(state, family, model_kw,
                                    os.path.join(staging, CHECKPOINT_NAME))
@@ -182,8 +180,6 @@ def import_weights(checkpoint, family, out_dir, mean="default", cfg=None):
         if os.path.isdir(out_dir):
             os.rmdir(out_dir)
         os.rename(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return {"checkpoint": os.path.join(out_dir, os.path.basename(path)),
             "config": os.path.join(out_dir, RUN_CONFIG_FILE), "network": describe(model_kw),
             "tensors": len(values), "ignored": len(state) - len(values),
