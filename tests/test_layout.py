@@ -9,9 +9,10 @@ import os
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 LAYERS = (
-    ("hgpipe.__init__", "hgpipe.joints", "hgpipe.atomic", "hgpipe.lock",
+    ("hgpipe.__init__", "hgpipe.joints", "hgpipe.atomic", "hgpipe.limits",
      "hgpipe.native_stderr"),
-    ("hgpipe.tf_compat", "hgpipe.config", "hgpipe.codec", "hgpipe.draw"),
+    ("hgpipe.tf_compat", "hgpipe.config", "hgpipe.codec", "hgpipe.draw", "hgpipe.lock",
+     "hgpipe.staging"),
     ("hgpipe.data", "hgpipe.model"),
     ("hgpipe.eval", "hgpipe.interop"),
     ("hgpipe.train",),
