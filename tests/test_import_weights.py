@@ -176,8 +176,8 @@ def test_imported_logdir_predicts_and_fine_tunes(imported, tmp_path_factory, tmp
     cv2.imwrite(image, np.random.RandomState(0).randint(0, 256, (120, 90, 3), np.uint8))
     result = invoke("predict", image, "--checkpoint", logdir, "--out", tmp_path / "pred")
     assert result.exit_code == 0, result.output + result.stderr
-    with open(str(tmp_path / "pred" / "person.pose.json")) as handle:
-        assert len(json.load(handle)["joints"]) == 16
+    with open(str(tmp_path / "pred" / "predictions.jsonl")) as handle:
+        assert len(json.loads(handle.readline())["joints"]) == 16
 
     # fine-tuning: the imported weights are the start (step 0, weights only), the run
     # ends at step 1 with a full training checkpoint (later runs resume from it as usual)

@@ -16,6 +16,7 @@ LAYERS = (
     ("hgpipe.data", "hgpipe.model"),
     ("hgpipe.eval", "hgpipe.interop"),
     ("hgpipe.train",),
+    ("hgpipe.api",),
     ("hgpipe.bench",),
     ("hgpipe.cli",),
     ("hgpipe.__main__",),

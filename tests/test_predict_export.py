@@ -145,13 +145,16 @@ def test_center_scale_crop_is_the_training_crop(shared_mpii, val_entries):
 
 def _predict(*args):
     from hgpipe.cli.predict_cmd import predict_command
-    return invoke(predict_command, *args)
+    return invoke(predict_command, *(args + ("--draw", "--min-score", -1e9)))  # draw all
 
 
 def _read_result(out_dir, image_path):
-    json_path, png_path = predict.output_paths(out_dir, image_path)
-    with open(json_path) as f:
-        result = json.load(f)
+    """The JSON line of ``image_path`` in OUT/predictions.jsonl and its drawing."""
+    with open(os.path.join(out_dir, "predictions.jsonl")) as f:
+        lines = [json.loads(line) for line in f]
+    result, = [line for line in lines if line["image"] == image_path]
+    png_path = os.path.join(out_dir, os.path.splitext(os.path.basename(image_path))[0]
+                            + ".pose.png")
     drawn = cv2.imread(png_path)
     assert drawn is not None, png_path
     return result, drawn
@@ -170,7 +173,7 @@ def test_predict_whole_images(shared_mpii, checkpoint, tmp_path):
         height, width = original.shape[:2]
         assert (pose["width"], pose["height"]) == (width, height)
         assert drawn.shape == original.shape
-        assert pose["person_box"]["source"] == "image" and not pose["flip_test"]
+        assert pose["box"]["source"] == "image" and not pose["flip_test"]
         assert [j["name"] for j in pose["joints"]] == list(JOINT_NAMES)
         assert [j["id"] for j in pose["joints"]] == list(range(16))
         xy = np.array([[j["x"], j["y"]] for j in pose["joints"]])
@@ -178,7 +181,7 @@ def test_predict_whole_images(shared_mpii, checkpoint, tmp_path):
         half = max(width, height) / 2.0
         centre = np.array([(width + 1) / 2.0, (height + 1) / 2.0])
         assert np.all(np.abs(xy - centre) <= half + 1e-6)
-        assert np.all(np.isfinite([j["confidence"] for j in pose["joints"]]))
+        assert np.all(np.isfinite([j["score"] for j in pose["joints"]]))
         # the skeleton is drawn where the joints are (1-based -> 0-based pixels)
         inside = [p for p in xy if 1 <= p[0] <= width and 1 <= p[1] <= height]
         assert inside, "an untrained net still predicts some joints inside the image"
@@ -200,8 +203,8 @@ def test_predict_center_scale_matches_the_checkpoint_on_the_training_crop(
                       entry["center"][0], entry["center"][1], "--scale", entry["scale"])
     assert result.exit_code == 0, result.output
     pose, _ = _read_result(out, path)
-    assert pose["person_box"]["source"] == "center"
-    np.testing.assert_allclose(pose["person_box"]["objpos"], entry["center"])
+    assert pose["box"]["source"] == "center"
+    np.testing.assert_allclose(pose["box"]["objpos"], entry["center"])
 
     record = make_record(entry["image"], entry["joints"], entry["joints_vis"],
                          center=entry["center"], scale=entry["scale"])
@@ -213,7 +216,7 @@ def test_predict_center_scale_matches_the_checkpoint_on_the_training_crop(
                                        heatmap_to_crop(coords[0], SIZE, SIZE // 4))
     got = np.array([[j["x"], j["y"]] for j in pose["joints"]])
     np.testing.assert_allclose(got, expected, atol=1e-6)
-    np.testing.assert_allclose([j["confidence"] for j in pose["joints"]], peaks[0],
+    np.testing.assert_allclose([j["score"] for j in pose["joints"]], peaks[0],
                                rtol=1e-5)
 
 
@@ -224,7 +227,7 @@ def test_predict_bbox_with_flip(shared_mpii, checkpoint, tmp_path):
                       "--bbox", 300, 50, 700, 600)
     assert result.exit_code == 0, result.output
     pose, _ = _read_result(out, path)
-    assert pose["flip_test"] and pose["person_box"]["source"] == "bbox"
+    assert pose["flip_test"] and pose["box"]["source"] == "bbox"
     xy = np.array([[j["x"], j["y"]] for j in pose["joints"]])
     # inside the crop: 1.25 x 550 px square centred on the box
     assert np.all(np.abs(xy - [500, 325]) <= 1.25 * 550 / 2 + 1e-6)
@@ -234,13 +237,16 @@ def test_predict_errors_are_one_line(checkpoint, tmp_path):
     out = str(tmp_path / "out")
     missing = str(tmp_path / "missing.jpg")
     line = one_error_line(_predict(missing, "--checkpoint", checkpoint, "--out", out))
-    assert line == "Error: %s: no such image file" % missing
+    assert line == "Error: %s: no such image, video or folder" % missing
     assert not os.path.exists(out)  # nothing written, the model not even loaded
     broken = str(tmp_path / "broken.jpg")
     with open(broken, "w") as f:
         f.write("not an image")
-    line = one_error_line(_predict(broken, "--checkpoint", checkpoint, "--out", out))
-    assert "broken.jpg: not a decodable image" in line
+    result = _predict(broken, "--checkpoint", checkpoint, "--out", out)
+    assert "skipped %s: not a decodable image" % broken in result.output
+    assert one_error_line(result) == "Error: 1 images or frames skipped (listed above); " \
+        "nothing written"
+    assert os.listdir(out) == []
     line = one_error_line(_predict(broken, "--checkpoint", checkpoint, "--out", out,
                                    "--bbox", 1, 2, 3, 4, "--scale", 2), code=2)
     assert "either --bbox or --center/--scale" in line

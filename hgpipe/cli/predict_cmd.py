@@ -1,14 +1,12 @@
-"""``hgpipe predict``: the 16 joints of one person per image, as JSON and a drawn PNG."""
-import os
-
+"""``hgpipe predict``: joints of the persons in images, folders and videos, as JSON Lines."""
 import click
+from tqdm import tqdm
 
-from hgpipe.atomic import ensure_dir
-from hgpipe.cli.options import user_errors
+from hgpipe.cli.options import echo_err, user_errors
 
 
-@click.command("predict")
-@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.command("predict", short_help="Predict joints in images, folders or videos.")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--checkpoint", required=True, type=click.Path(),
               help="Checkpoint prefix (LOGDIR/model.ckpt-STEP) or a logdir (its latest).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
@@ -20,62 +18,93 @@ from hgpipe.cli.options import user_errors
                    "1.25 x 200 x scale px around the centre moved down 15 x scale.")
 @click.option("--bbox", nargs=4, type=float, default=None, metavar="X1 Y1 X2 Y2",
               help="Person box in 1-based pixels; the crop is 1.25 x its longer side.")
+@click.option("--detections", type=click.Path(dir_okay=False),
+              help="Person boxes from any detector, COCO results format (JSON list of "
+                   "image_id, category_id, bbox [x, y, w, h], score); one prediction per "
+                   "box. image_id: the file name, its stem or number; video frames "
+                   "'NAME/FRAME' (or FRAME with one video).")
+@click.option("--min-detection-score", type=float, default=0.0, show_default=True,
+              help="--detections: drop boxes scored below this.")
 @click.option("--flip/--no-flip", default=False, show_default=True,
               help="Flip test: average with the mirrored crop's heatmaps (2x the time).")
+@click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True,
+              help="Person crops per model run.")
+@click.option("--draw", is_flag=True,
+              help="Also write each input annotated: NAME.pose.png for an image, "
+                   "NAME.pose.mp4 (or .avi/.mov/.mkv as the input) for a video.")
+@click.option("--min-score", type=float, default=0.3, show_default=True,
+              help="--draw: joints whose heatmap peak is lower are not drawn.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Folder for NAME.pose.json and NAME.pose.png (created).")
-def predict_command(images, checkpoint, config_path, center, scale, bbox, flip, out_dir):
-    """Predict the joints of the person in each IMAGE.
+              help="Folder for predictions.jsonl and the drawings (created).")
+def predict_command(inputs, checkpoint, config_path, center, scale, bbox, detections,
+                    min_detection_score, flip, batch_size, draw, min_score, out_dir):
+    """Predict the joints of the person(s) in each INPUT: an image, a folder of images
+    and videos, or a video (OpenCV reads it).
 
-    Without --center/--scale or --bbox the whole image is the person box (a square of
-    its longer side, centred). The same box is used for every IMAGE. Writes, per image,
-    NAME.pose.json (16 joints in MPII order: name, x, y in 1-based original-image pixels,
-    confidence = heatmap peak) and NAME.pose.png (the skeleton on the original image).
+    The person box is the whole frame (a square of its longer side, centred) unless
+    --center/--scale or --bbox gives one box for every frame, or --detections gives a
+    detector's boxes per image or frame. The model sees one person per box: a box that
+    holds other detected persons gets a note. Writes OUT/predictions.jsonl: one line per
+    person (image or frame, box, 16 joints in MPII order: name, x, y in 1-based
+    original pixels, score = heatmap peak). An input that cannot be read, or a box that
+    cannot be right, is skipped with its reason and the rest goes on; the exit status is
+    then 1.
+
+    \b
+    Examples:
+      hgpipe predict photo.jpg --checkpoint runs/demo/train --out pred --draw
+      hgpipe predict photos/ clip.mp4 --checkpoint runs/demo/train --out pred
+      hgpipe predict photos/ --detections dets.json --checkpoint LOGDIR --out pred
     """
-    from hgpipe.data.images import decode_image
-    from hgpipe.eval import predict
-    from hgpipe.eval.checkpoint import open_checkpoint
+    from hgpipe import api
+    from hgpipe.eval import detections as dets, media
+    from hgpipe.eval.predict_run import drawn_paths, predict_box_from_options
 
-    with user_errors():
-        box = _person_box(predict, center, scale, bbox)
-        outputs = _check_inputs(predict, images, out_dir)
-        with open_checkpoint(checkpoint, config_path) as model:
-            click.echo("model: %s (%d px input)" % (model.checkpoint, model.input_size))
-            ensure_dir(out_dir)
-            for image_path, (json_path, png_path) in zip(images, outputs):
-                image = decode_image(image_path)
-                person = box or predict.box_from_image(image.shape[1], image.shape[0])
-                predict.check_box(image_path, image.shape, person)
-                coords, confidence = predict.predict_person(model, image, person, flip)
-                predict.write_outputs(json_path, png_path, predict.pose_record(
-                    image_path, image.shape, person, coords, confidence, flip,
-                    model.checkpoint), predict.render_pose(image, coords))
-                click.echo("%s: wrote %s and %s" % (image_path, json_path, png_path))
-
-
-def _person_box(predict, center, scale, bbox):
-    """The box given on the command line, or None for "the whole image"."""
-    if bbox and (center or scale is not None):
-        raise click.UsageError("give either --bbox or --center/--scale, not both")
+    given = [name for name, used in (("--bbox", bool(bbox)),
+                                     ("--center/--scale", bool(center) or scale is not None),
+                                     ("--detections", bool(detections))) if used]
+    if len(given) > 1:
+        raise click.UsageError("give either %s, not both" % " or ".join(given))
     if bool(center) != (scale is not None):
         raise click.UsageError("--center and --scale go together (raw MPII objpos and scale)")
-    if bbox:
-        return predict.box_from_bbox(*bbox)
-    if center:
-        return predict.box_from_center_scale(center, scale)
-    return None
+    failed = []
+
+    def on_skip(name, reason):
+        failed.append(name)
+        echo_err("skipped %s: %s" % (name, reason))
+
+    with user_errors():
+        box = predict_box_from_options(center, scale, bbox)
+        # everything that can be checked is checked before the model loads
+        sources = media.expand_inputs(inputs)
+        if detections:
+            dets.read_detections(detections, min_detection_score)
+        if draw:
+            drawn_paths(out_dir, sources)
+        with api.load(checkpoint, config_path, batch_size) as model:
+            click.echo("model: %s (%d px input, batch %d)" % (
+                model.checkpoint, model.input_size, batch_size))
+            summary = api.predict_files(
+                model, inputs, out_dir, box, detections, min_detection_score, flip, draw,
+                min_score, on_skip, progress=lambda total: tqdm(
+                    total=total or None, unit="frame", desc="predict", dynamic_ncols=True,
+                    disable=None))
+    _report(summary)
 
 
-def _check_inputs(predict, images, out_dir):
-    """Fail before loading the model: every image must exist and names must not clash."""
-    outputs, seen = [], {}
-    for path in images:
-        if not os.path.isfile(path):
-            raise ValueError("%s: no such image file" % path)
-        paths = predict.output_paths(out_dir, path)
-        if paths[0] in seen:
-            raise ValueError("%s and %s would both write %s; predict them into different "
-                             "--out folders" % (seen[paths[0]], path, paths[0]))
-        seen[paths[0]] = path
-        outputs.append(paths)
-    return outputs
+def _report(summary):
+    if summary["jsonl"]:
+        click.echo("wrote %d persons from %d frames to %s (%.1f frames/s)" % (
+            summary["persons"], summary["frames"], summary["jsonl"],
+            summary["frames_per_sec"]))
+    for path in summary["drawn"]:
+        click.echo("wrote %s" % path)
+    if summary["frames_without_person"]:
+        click.echo("note: %d frames had no detection (no line for them)"
+                   % summary["frames_without_person"])
+    if summary["crowded"]:
+        click.echo("note: %d boxes hold other detected persons (their lines carry a note):"
+                   " the model sees one person per crop" % summary["crowded"])
+    if summary["failures"]:
+        raise click.ClickException("%d images or frames skipped (listed above)%s" % (
+            len(summary["failures"]), "" if summary["jsonl"] else "; nothing written"))

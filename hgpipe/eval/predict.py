@@ -169,11 +169,12 @@ def write_outputs(json_path, png_path, record, image_rgb):
             out.write(text)
 
 
-def render_pose(image_bgr, coords):
-    """The original image (RGB) with the predicted skeleton, line width scaled to its size."""
+def render_pose(image_bgr, coords, mask=None):
+    """The original image (RGB) with the predicted skeleton, line width scaled to its size;
+    ``mask`` (16 bools) leaves out joints (and their limbs), e.g. those below a score."""
     image_rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
     size = max(image_rgb.shape[:2])
     thickness = max(2, int(round(size / 300.0)))
     # draw_skeleton takes 0-based pixels; predictions are 1-based
-    return draw.draw_skeleton(image_rgb, np.asarray(coords) - 1.0,
+    return draw.draw_skeleton(image_rgb, np.asarray(coords) - 1.0, mask=mask,
                               radius=thickness + 1, thickness=thickness)

@@ -1,0 +1,117 @@
+"""Many persons through one loaded model: in-memory images, files, folders and videos.
+
+The crops of many (image, person box) pairs are stacked and run through the model in
+batches of its batch size (:func:`hgpipe.eval.inference.run_batched`), so a folder of
+thousands of images or a long video costs one model load and full batches, not one
+process per image. Crops, boxes and the mapping back to image pixels are those of
+:mod:`hgpipe.eval.predict` (the crop prepare makes).
+
+Colour order is never guessed: every in-memory image comes with ``color="rgb"`` or
+``"bgr"``. The network was trained on RGB crops cut from BGR-decoded files; an RGB
+frame taken for BGR swaps red and blue and gives other joints.
+"""
+import json
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+from hgpipe.eval import predict
+from hgpipe.eval.inference import predict_image_coords
+from hgpipe.joints import JOINT_NAMES
+
+COLOR_ORDERS = ("rgb", "bgr")
+
+
+class Pose(NamedTuple):
+    """One person's prediction: ``joints`` (16, 2) x, y in 1-based image pixels (MPII
+    order, :data:`hgpipe.joints.JOINT_NAMES`), ``scores`` (16,) heatmap peaks, the
+    ``box`` (:class:`hgpipe.eval.predict.PersonBox`) the crop was cut around."""
+    joints: np.ndarray
+    scores: np.ndarray
+    box: object
+    width: int
+    height: int
+
+    def to_dict(self):
+        """The JSON form (one line of ``predictions.jsonl`` without its file fields)."""
+        center, scale = self.box.crop()
+        return {
+            "width": int(self.width), "height": int(self.height),
+            "coordinates": predict.FRAME,
+            "box": {"source": self.box.source,
+                    "objpos": [float(v) for v in self.box.objpos],
+                    "scale": float(self.box.scale),
+                    "crop_center": [float(v) for v in center],
+                    "crop_side": float(self.box.crop_side())},
+            "joints": [{"id": j, "name": name, "x": float(self.joints[j, 0]),
+                        "y": float(self.joints[j, 1]), "score": float(self.scores[j])}
+                       for j, name in enumerate(JOINT_NAMES)],
+        }
+
+
+def check_color(color):
+    """'rgb' | 'bgr' (any case); anything else, including None, is refused."""
+    text = str(color).lower() if color is not None else ""
+    if text not in COLOR_ORDERS:
+        raise ValueError("color must be 'rgb' or 'bgr' (the channel order of the array: "
+                         "PIL, imageio and matplotlib give RGB, cv2.imread BGR), got %r"
+                         % (color,))
+    return text
+
+
+def as_bgr(image, color):
+    """A uint8 (H, W, 3) BGR array from an (H, W) grey, (H, W, 1) or (H, W, 3) uint8 array
+    in the given channel order."""
+    color = check_color(color)
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError("image must be uint8 (0-255), got %s; convert it first, e.g. "
+                         "(image * 255).round().astype(np.uint8)" % image.dtype)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError("image must be (H, W, 3), (H, W, 1) or (H, W), got %s; drop an "
+                         "alpha channel first" % (image.shape,))
+    if color == "rgb":
+        return np.ascontiguousarray(image[..., ::-1])
+    return np.ascontiguousarray(image)
+
+
+def person_box(image_shape, box=None, where="image"):
+    """``None`` (the whole image), a PersonBox, or (x1, y1, x2, y2) in 1-based pixels;
+    checked against the image (:func:`hgpipe.eval.predict.check_box`)."""
+    if box is None:
+        box = predict.box_from_image(image_shape[1], image_shape[0])
+    elif not isinstance(box, predict.PersonBox):
+        box = predict.box_from_bbox(*[float(v) for v in box])
+    predict.check_box(where, image_shape, box)
+    return box
+
+
+def predict_crops(model, items, batch_size, flip=False):
+    """Poses of ``items``, a list of (BGR image, PersonBox), batched through ``model``."""
+    if not items:
+        return []
+    crops, affines = zip(*(predict.crop_person(image, box, model.input_size)
+                           for image, box in items))
+    coords, scores = predict_image_coords(model.run, np.stack(crops), np.stack(affines),
+                                          batch_size, flip)
+    return [Pose(coords[i], scores[i], box, image.shape[1], image.shape[0])
+            for i, (image, box) in enumerate(items)]
+
+
+def draw_poses(image_bgr, poses, min_score):
+    """The image (BGR) with each pose's joints whose score is at least ``min_score``, and
+    the limbs between two such joints."""
+    canvas = image_bgr
+    for pose in poses:
+        rgb = predict.render_pose(canvas, pose.joints, pose.scores >= min_score)
+        canvas = np.ascontiguousarray(rgb[..., ::-1])
+    return canvas
+
+
+def jsonl_line(record):
+    return json.dumps(record, sort_keys=False) + "\n"
