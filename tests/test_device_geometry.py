@@ -279,3 +279,30 @@ def test_bench_times_the_geometry_ops_and_divides_by_the_step():
     assert rows["ratio"].value == pytest.approx(1.05)
     assert rows["op_fraction"].value == pytest.approx(100 * op_ms / 200.0)
     assert rows["op_fraction"].target == "< 3"
+
+
+@pytest.mark.parametrize("centre,window", [("pixel", 7), ("float", 5), ("pixel", 0)])
+def test_device_heatmaps_follow_the_target_settings_as_the_codec(centre, window):
+    """[Prepare] gaussian_centre and gaussian_window (Newell's 7x7 window at integer
+    centres) apply to device-rendered heatmaps as to offline ones: the same maps as
+    codec.render_heatmaps of codec.gaussian_centres, to 1e-5."""
+    from hgpipe.codec import crop_to_heatmap, gaussian_centres
+    rng = np.random.RandomState(4)
+    joints = rng.uniform(-4, S + 4, size=(3, 16, 2)).astype(np.float32)
+    annotated = (rng.uniform(size=(3, 16)) > 0.2).astype(np.float32)
+    graph = tf.Graph()
+    with graph.as_default():
+        maps, weights = geometry.render_heatmaps(tf.constant(joints), tf.constant(annotated),
+                                                 S, H, 1.75, centre, window)
+        with _session(graph) as sess:
+            maps, weights = sess.run([maps, weights])
+    cut = 0
+    for n in range(3):
+        hm = crop_to_heatmap(joints[n], S, H)
+        reference = render_heatmaps(gaussian_centres(hm, centre), weights[n], H, 1.75,
+                                    window)
+        assert np.abs(maps[n] - reference).max() < 1e-5, (centre, window)
+        full = render_heatmaps(gaussian_centres(hm, centre), weights[n], H, 1.75, 0)
+        cut += int(np.abs(full - reference).max() > 1e-3)
+    assert weights.sum() > 20
+    assert (cut > 0) == bool(window)   # the window really cuts something

@@ -94,9 +94,13 @@ def transform_joints(joints, to_crop, side, input_size):
     return tf.matmul(joints - mid_context, to_crop, transpose_b=True) + mid
 
 
-def render_heatmaps(joints_crop, annotated, input_size, heatmap_size, sigma):
+def render_heatmaps(joints_crop, annotated, input_size, heatmap_size, sigma, centre="float",
+                    window=0):
     """Float Gaussians (B, H, H, J) and weights (B, J) of crop-pixel joints, in the
-    codec's convention (:func:`hgpipe.codec.render_heatmaps`, :func:`codec.supervised`)."""
+    codec's convention (:func:`hgpipe.codec.render_heatmaps`, :func:`codec.supervised`),
+    with its target settings: ``centre`` ``"pixel"`` draws at the nearest heatmap pixel
+    (:func:`codec.gaussian_centres`), ``window`` (odd, 0: none) cuts each map to that
+    many pixels square around it."""
     tf = import_tf()
     gain, offset = codec.crop_to_heatmap_linear(input_size, heatmap_size)
     hm = joints_crop * gain + offset                                  # (B, J, 2)
@@ -105,14 +109,21 @@ def render_heatmaps(joints_crop, annotated, input_size, heatmap_size, sigma):
     weights = tf.where(tf.logical_and(inside, annotated > 0), tf.ones_like(annotated),
                        tf.zeros_like(annotated))
     grid = tf.constant(np.arange(heatmap_size, dtype=np.float32)[None, :, None])
+    nearest = tf.floor(hm + 0.5)
+    at = nearest if centre == "pixel" else hm
     k = codec.gaussian_exponent(sigma)
-    gx = tf.exp(tf.square(grid - hm[:, None, :, 0]) * k)              # (B, W, J)
-    gy = tf.exp(tf.square(grid - hm[:, None, :, 1]) * k) * weights[:, None, :]
+    gx = tf.exp(tf.square(grid - at[:, None, :, 0]) * k)              # (B, W, J)
+    gy = tf.exp(tf.square(grid - at[:, None, :, 1]) * k) * weights[:, None, :]
+    if window:
+        half = float(window // 2)
+        gx *= tf.cast(tf.abs(grid - nearest[:, None, :, 0]) <= half, tf.float32)
+        gy *= tf.cast(tf.abs(grid - nearest[:, None, :, 1]) <= half, tf.float32)
     return gy[:, :, None, :] * gx[:, None, :, :], weights
 
 
 def device_geometry(context_uint8, joints, annotated, preset, input_size, heatmap_size,
-                    sigma, density, seed, step, flip=True, color=0.0, rank=0, ranks=1):
+                    sigma, density, seed, step, flip=True, color=0.0, rank=0, ranks=1,
+                    centre="float", window=0):
     """The whole per-step geometry: draws -> warped [0, 1] crops, heatmaps, weights.
 
     ``context_uint8`` (B, C, C, 3), ``joints`` (B, J, 2) in context pixels, ``annotated``
@@ -123,11 +134,11 @@ def device_geometry(context_uint8, joints, annotated, preset, input_size, heatma
         draws = preset_draws(uniform_draws(seed, step, batch, rank, ranks), preset,
                              flip=flip, color=color)
         return apply_draws(context_uint8, joints, annotated, draws, density, input_size,
-                           heatmap_size, sigma)
+                           heatmap_size, sigma, centre, window)
 
 
 def apply_draws(context_uint8, joints, annotated, draws, density, input_size, heatmap_size,
-                sigma):
+                sigma, centre="float", window=0):
     """Warp, joints, flip's left/right swap, heatmaps and colour for given ``draws``."""
     tf = import_tf()
     side = int(context_uint8.shape[1])
@@ -140,7 +151,7 @@ def apply_draws(context_uint8, joints, annotated, draws, density, input_size, he
     annotated = tf.where(tf.tile(draws.flipped[:, None], [1, NUM_JOINTS]),
                          tf.gather(annotated, perm, axis=1), annotated)
     heatmaps, weights = render_heatmaps(crop_joints, annotated, input_size, heatmap_size,
-                                        sigma)
+                                        sigma, centre, window)
     if draws.gains is not None:
         images = tf.clip_by_value(images * draws.gains, 0.0, 1.0)
     return Warped(images, heatmaps, weights, crop_joints, draws)

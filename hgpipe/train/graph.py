@@ -84,6 +84,8 @@ class Geometry(NamedTuple):
     sigma: float        # Gaussian sigma, heatmap pixels
     flip: bool          # [Prepare] flip: mirror with the preset's probability
     color: float        # [Prepare] colour as a gain half-range (0: none)
+    centre: str = "float"   # [Prepare] gaussian_centre (hgpipe/codec.py)
+    window: int = 0         # [Prepare] gaussian_window (hgpipe/codec.py)
 
     @classmethod
     def from_manifest(cls, manifest):
@@ -98,7 +100,9 @@ class Geometry(NamedTuple):
         color = (preset.color_high - preset.color_low) / 2.0 \
             if prepare["color_jitter"] > 0 else 0.0
         return cls(preset, int(side), float(manifest["context_density"]),
-                   float(prepare["sigma"]), bool(prepare["flip"]), float(color))
+                   float(prepare["sigma"]), bool(prepare["flip"]), float(color),
+                   prepare.get("gaussian_centre", "float"),
+                   int(prepare.get("gaussian_window", 0)))
 
 
 class DatasetInput(object):
@@ -157,7 +161,8 @@ def build_train_graph(cfg, inputs, device="cpu", distributed=None, geometry=None
             inputs.images, inputs.joints, inputs.weights, geometry.preset,
             cfg["DataSetHG"]["img_size"], cfg["DataSetHG"]["hm_size"], geometry.sigma,
             geometry.density, flip=train["device_flip"] or geometry.flip,
-            color=train["device_color"] or geometry.color, **draw_key)
+            color=train["device_color"] or geometry.color, centre=geometry.centre,
+            window=geometry.window, **draw_key)
     else:
         augmented = augment_on_device(input_from_uint8(inputs.images),
                                       heatmaps_from_uint8(inputs.heatmaps), inputs.weights,
