@@ -7,6 +7,7 @@ counted from the very graph that trained (:mod:`hgpipe.bench.flops`), so GFLOP/s
 (forward + backward FLOPs per image) x images/s.
 """
 import copy
+import time
 from typing import NamedTuple
 
 from hgpipe.bench.flops import count_conv_flops
@@ -85,7 +86,6 @@ def with_device_augment(cfg, color=0.2):
 
 def time_device_augment_op(batch, input_size, heatmap_size, runs=50):
     """Median ms of the flip + colour ops alone on one batch (no network), all cores."""
-    import time
     import numpy as np
     from hgpipe.joints import NUM_JOINTS
     from hgpipe.tf_compat import import_tf
@@ -109,16 +109,23 @@ def time_device_augment_op(batch, input_size, heatmap_size, runs=50):
         init = tf.global_variables_initializer()
         with tf.Session(graph=graph) as sess:
             sess.run(init)
+            return _ops_ms(sess, fetch, baseline, runs)
 
-            def median_ms(op):
-                sess.run(op)
-                times = []
-                for _ in range(runs):
-                    start = time.perf_counter()
-                    sess.run(op)
-                    times.append(time.perf_counter() - start)
-                return 1000 * float(np.median(times))
-            return max(0.0, median_ms(fetch) - median_ms(baseline))
+
+def _ops_ms(sess, fetch, baseline, runs):
+    """Median ms of ``fetch`` less that of ``baseline`` (the same inputs without the ops
+    being timed), each run once first to warm up; never below 0."""
+    import numpy as np
+
+    def median_ms(op):
+        sess.run(op)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            sess.run(op)
+            times.append(time.perf_counter() - start)
+        return 1000 * float(np.median(times))
+    return max(0.0, median_ms(fetch) - median_ms(baseline))
 
 
 def device_augment_rows(plain, augmented, op_ms):
@@ -156,7 +163,6 @@ def with_device_geometry(cfg):
 def time_device_geometry_op(cfg, batch, runs=20):
     """Median ms of the geometry ops alone (draws, bilinear warp, joints, heatmaps,
     colour) on one batch of context crops of ``cfg``'s preset, no network."""
-    import time
     import numpy as np
     from hgpipe.data.augment import preset_of
     from hgpipe.data.context import context_geometry
@@ -184,16 +190,7 @@ def time_device_geometry_op(cfg, batch, runs=20):
         baseline = [tf.reduce_sum(tf.cast(context, tf.float32)), tf.reduce_sum(joints)]
         with tf.Session(graph=graph) as sess:
             sess.run(tf.global_variables_initializer())
-
-            def median_ms(op):
-                sess.run(op)
-                times = []
-                for _ in range(runs):
-                    start = time.perf_counter()
-                    sess.run(op)
-                    times.append(time.perf_counter() - start)
-                return 1000 * float(np.median(times))
-            return max(0.0, median_ms(fetch) - median_ms(baseline))
+            return _ops_ms(sess, fetch, baseline, runs)
 
 
 def device_geometry_rows(plain, geometry, op_ms):
