@@ -119,3 +119,34 @@ def test_prepare_skips_hostile_persons_reads_nothing_outside_and_goes_on(tmp_pat
     assert "skipped 9 persons" in stdout
     assert "4  image outside the images folder" in stdout
     assert "2  declares 60000 x 60000 pixels, more than the 50 megapixels" in stdout
+
+
+MAT_BOMB_LINE = ("%s: unpacks to more than the 1 GiB a .mat file may hold (a compressed "
+                 "variable inflates past it)")
+
+
+def test_the_mat_bomb_is_a_real_mat_that_scipy_would_inflate(tmp_path):
+    """The generator's stream is valid: a small one loads in scipy, whole, and passes
+    the bound; so the big one below is refused for its size, not for being broken."""
+    import scipy.io
+    from hgpipe.data.readers.mat_size import unpacked_size_problem
+    path = hostile.mat_bomb(str(tmp_path / "small.mat"), 3 * 1024 ** 2)
+    assert os.path.getsize(path) < 8192
+    assert scipy.io.loadmat(path)["RELEASE"].shape == (3 * 1024 ** 2 // 8, 1)
+    assert unpacked_size_problem(path) is None
+
+
+def test_mat_bomb_is_refused_before_scipy_inflates_it(tmp_path):
+    """1.06 GiB from 1.1 MB: refused by annotation readers in a process whose whole
+    address space (1 GiB) could not hold the inflated variable, and by pck's readers of
+    predictions and ground truth without memory growth."""
+    from hgpipe.eval.pred_files import EvalFileError, load_predictions, read_ground_truth
+    path = hostile.mat_bomb(str(tmp_path / "mpii_human_pose_v1_u12_1.mat"))
+    assert os.path.getsize(path) < 2 * 1024 ** 2
+    assert run_bounded("read_annotations", path, limit=1024 ** 3) == MAT_BOMB_LINE % path
+    before = _peak_rss_mb()
+    for read in (load_predictions, read_ground_truth):
+        with pytest.raises(EvalFileError) as info:
+            read(path)
+        assert str(info.value) == MAT_BOMB_LINE % path
+    assert _peak_rss_mb() - before < 50

@@ -37,6 +37,7 @@ import numpy as np
 
 from hgpipe.atomic import atomic_path
 from hgpipe.data import schema, shard_checks
+from hgpipe.data.readers.mat_size import unpacked_size_problem
 from hgpipe.joints import NUM_JOINTS
 
 PREDICTIONS_FORMAT = "hgpipe-predictions"
@@ -375,6 +376,9 @@ def _open_h5(path):
 
 def _load_mat(path):
     import scipy.io  # only the .mat readers need scipy
+    problem = unpacked_size_problem(path)
+    if problem:
+        raise EvalFileError("%s: %s" % (path, problem))
     try:
         return scipy.io.loadmat(path)
     except Exception as error:  # scipy raises several unrelated types for bad files

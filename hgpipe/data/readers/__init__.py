@@ -7,13 +7,13 @@ the file; :func:`find_annotation_file` finds a known file inside a dataset folde
 """
 import os
 
-from hgpipe.data.readers.common import (AnnotationError, check_file_size, check_split,
-                                        select_split)
+from hgpipe.data.readers.common import AnnotationError, check_split, select_split
 from hgpipe.data.readers.dataset_txt import read_dataset_txt, write_dataset_txt
 from hgpipe.data.readers.hrnet_json import read_hrnet_json, records_from_items
-from hgpipe.data.readers.mat_release import (SCIPY_MAT_ERRORS, parse_annorect,
-                                             read_release_mat, read_val_detections_mat,
-                                             unreadable_mat, v73_error)
+from hgpipe.data.readers.mat_release import (SCIPY_MAT_ERRORS, check_mat_file,
+                                             parse_annorect, read_release_mat,
+                                             read_val_detections_mat, unreadable_mat,
+                                             v73_error)
 from hgpipe.data.readers.mpii_json import load_json, read_mpii_json, records_from_entries
 from hgpipe.data.readers.validate import validate_records
 
@@ -56,7 +56,7 @@ def find_annotation_file(mpii_dir):
 
 def _read_mat(path):
     import scipy.io
-    check_file_size(path)
+    check_mat_file(path)
     try:
         names = [entry[0] for entry in scipy.io.whosmat(path)]
     except NotImplementedError:

@@ -17,6 +17,7 @@ import numpy as np
 
 from hgpipe.data.readers.common import (AnnotationError, as_float, check_file_size,
                                         check_split, mark_by_key, select_split, source_name)
+from hgpipe.data.readers.mat_size import unpacked_size_problem
 from hgpipe.data.records import make_record
 from hgpipe.data import split as val_split
 from hgpipe.joints import NUM_JOINTS
@@ -41,10 +42,22 @@ def unreadable_mat(path, exc):
         path, text.splitlines()[0][:200] if text else type(exc).__name__))
 
 
+def check_mat_file(path):
+    """Refuse, before scipy reads it, a .mat file too large on disk or whose compressed
+    variables inflate past the bound (:mod:`hgpipe.data.readers.mat_size`)."""
+    check_file_size(path)
+    try:
+        problem = unpacked_size_problem(path)
+    except (IOError, OSError) as exc:
+        raise AnnotationError("%s cannot be read (%s)" % (path, exc.strerror or exc))
+    if problem:
+        raise AnnotationError("%s: %s" % (path, problem))
+
+
 def load_mat(path, variable_names=None):
     """scipy.io.loadmat with structs as attribute objects and errors that name the file."""
     import scipy.io
-    check_file_size(path)
+    check_mat_file(path)
     try:
         return scipy.io.loadmat(path, struct_as_record=False, squeeze_me=True,
                                 variable_names=variable_names)
