@@ -9,7 +9,8 @@ it prints one JSON line of counts.
 
 Seeds are real files: ../shared/mpii when present (a slice of the MPII JSON, a slice of
 val/detections.mat re-saved uncompressed so that byte mutations reach its structure,
-test_mpii.json, real JPEGs), else files made here in the same formats. Mutations: bit
+test_mpii.json, real JPEGs), else files made here in the same formats; head_boxes.json
+comes from the committed demo data (data/demo/annotations). Mutations: bit
 flips, random bytes (half of them near the start, where headers are), truncation,
 deleted/duplicated/inserted runs, "interesting" bytes and numbers; for JSON also value
 substitutions in the parsed tree (wrong types, NaN, 1e308, deep lists, huge strings).
@@ -194,7 +195,23 @@ def seeds_images(work):
     return seeds, None
 
 
-SEEDS = {"mpii_json": seeds_mpii_json, "hrnet_json": seeds_hrnet_json,
+def seeds_head_boxes(work):
+    """The committed demo's head_boxes.json (its first 40 persons), fuzzed beside the
+    demo annotation rows of those persons, read as prepare reads them: through
+    read_annotations, which looks up head_boxes.json beside a non-MPII JSON file."""
+    demo = os.path.join(REPO_ROOT, "data", "demo", "annotations")
+    boxes = json.load(open(os.path.join(demo, "head_boxes.json")))
+    keep = dict((key, boxes[key]) for key in sorted(boxes)[:40])
+    rows = [row for row in json.load(open(os.path.join(demo, "mpii_annotations.json")))
+            if "%d,%d" % (row["annolist_index"], row["people_index"]) in keep]
+    case = os.path.join(work, "case")
+    os.makedirs(case)
+    with open(os.path.join(case, "mpii_annotations.json"), "w") as handle:
+        json.dump(rows, handle)
+    return {"head_boxes.json": json.dumps(keep, indent=0).encode("utf-8")}, keep
+
+
+SEEDS = {"mpii_json": seeds_mpii_json, "head_boxes": seeds_head_boxes, "hrnet_json": seeds_hrnet_json,
          "dataset_txt": seeds_dataset_txt, "mat": seeds_mat, "images": seeds_images}
 
 
@@ -222,6 +239,9 @@ def main(reader, seed, cases, work):
         try:
             if reader == "images":
                 decode_image(path, rng.choice([1, 2, 4, 8]))
+            elif reader == "head_boxes":
+                read_annotations(os.path.join(os.path.dirname(path),
+                                              "mpii_annotations.json"))
             else:
                 read_annotations(path)
             counts["read"] += 1

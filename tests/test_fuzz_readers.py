@@ -12,8 +12,8 @@ import pytest
 
 from conftest import REPO_ROOT
 
-CASES = {"mpii_json": 300, "hrnet_json": 300, "dataset_txt": 300, "mat": 300,
-         "images": 300}
+CASES = {"mpii_json": 300, "head_boxes": 300, "hrnet_json": 300, "dataset_txt": 300,
+         "mat": 300, "images": 300}
 
 
 @pytest.mark.slow
