@@ -98,6 +98,28 @@ def test_device_crop_equals_cv2_crop_of_the_context_and_heatmaps_the_codec(prese
         assert weights[n].sum() >= 4   # the check covers drawn Gaussians, not only zeros
 
 
+@pytest.mark.parametrize("preset", ["newell", "psh"])
+def test_host_view_of_a_context_crop_equals_the_device_warp(preset):
+    """context_view (what inspect draws for context shards) is the device's crop to one
+    grey level inside the stored crop, and its joints and flags are the device's."""
+    from hgpipe.data.context import context_view
+    image, record = _person(2)
+    geo = context_geometry(PRESETS[preset], S)
+    ctx = make_context(image, record, S, geo)
+    crops, joints, _heat, weights, _ = _warp(ctx["images"], ctx["joints"], ctx["weights"],
+                                            AUGS, geo.density)
+    for n, aug in enumerate(AUGS):
+        crop, crop_joints, annotated = context_view(ctx["images"], ctx["joints"],
+                                                    ctx["weights"], aug, geo.density, S)
+        inside = context_view(np.full(ctx["images"].shape, 255, np.uint8), ctx["joints"],
+                              ctx["weights"], aug, geo.density, S)[0][..., 0] == 255
+        assert inside.mean() > 0.5
+        assert np.abs(np.round(crops[n] * 255) - crop)[inside].max() <= 1, (preset, aug)
+        assert np.abs(crop_joints - joints[n]).max() < 1e-3, (preset, aug)
+        # device weights are the flags of joints inside the map: a subset of these flags
+        assert np.all(annotated[weights[n] > 0]), (preset, aug)
+
+
 @pytest.mark.parametrize("flip", [False, True])
 def test_unscaled_unrotated_device_crop_equals_the_offline_crop(flip):
     """At the crop's own density (bearpaw, psh: context density 1) a plain transform is an
@@ -246,6 +268,14 @@ def test_prepare_writes_context_shards_and_training_reads_them(tmp_path):
             sess.run(tf.global_variables_initializer())
             losses = [sess.run([g.train_op, g.loss], inputs.feed(batch))[1] for _ in range(2)]
     assert all(np.isfinite(losses))
+    # inspect draws context shards as training sees them: one drawn view per sample
+    from hgpipe.data.inspect import sample_tiles
+    tiles = sample_tiles(out, "train", count=3, seed=1)
+    assert len(tiles) == 6 and all(t.ndim == 3 and t.shape[2] == 3 for t in tiles)
+    assert sample_tiles(out, "train", count=3, seed=1)[0].tolist() == tiles[0].tolist()
+    result = CliRunner().invoke(main, ["inspect", out, "--png", str(tmp_path / "m.png")])
+    assert result.exit_code == 0, result.output
+    assert os.path.getsize(str(tmp_path / "m.png")) > 1000
 
 
 def test_bench_reports_bytes_per_person_of_both_storages():

@@ -53,12 +53,13 @@ PRESETS = {
 
 
 def sample_preset(rng, name, flip=True, color=True):
-    """One draw of preset ``name`` from a numpy RandomState.
+    """One draw of preset ``name`` (a name of :data:`PRESETS`, or a :class:`Preset` such
+    as :func:`preset_of` gives) from a numpy RandomState.
 
     Returns ``(rotation_degrees, scale, flipped, (gain_r, gain_g, gain_b))``; ``flip`` /
     ``color`` False leave that part out (identity) without drawing it.
     """
-    preset = PRESETS[name]
+    preset = name if isinstance(name, Preset) else PRESETS[name]
     f, r = preset.scale_factor, preset.rotation
     if preset.scale_law == "exp2":
         scale = float(2.0 ** np.clip(rng.randn() * f, -2.0 * f, 2.0 * f))

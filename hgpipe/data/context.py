@@ -21,9 +21,11 @@ where ``crop1`` is the scale-1 plain crop (:func:`image_to_crop_affine` with ``P
 import math
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 
 from hgpipe import codec
+from hgpipe.joints import FLIP_PERMUTATION
 from hgpipe.data.transforms import (Augmentation, apply_affine, bgr_to_rgb_with_gains,
                                     hourglass_box, image_to_crop_affine, invert_affine,
                                     warp_crop)
@@ -90,3 +92,37 @@ def make_context(image_bgr, record, input_size, geometry, reduction=1, out=None)
         "center": center.astype(np.float32),
         "scale": np.float32(scale),
     }
+
+
+def context_view(context, joints, annotated, aug, density, input_size):
+    """One fixed draw of the device geometry, computed on the host: the network crop the
+    training graph cuts from ``context`` for ``aug`` (rotation, scale, flip), the joints
+    in crop pixels (left and right swapped after a mirror, as prepare does) and their
+    annotated flags in that order.
+
+    The same matrices as :func:`hgpipe.train.geometry._matrices` (crop offset -> context
+    offset ``k R^T F``, k = density x scale, about the crops' centres), warped by OpenCV's
+    bilinear ``warpAffine``, which the device's gather warp equals to one grey level
+    (``tests/test_device_geometry.py``). ``inspect`` draws it so that its montage shows
+    what training sees for context shards too, without building a graph.
+    """
+    side = context.shape[0]
+    theta = math.radians(aug.rotation)
+    cos, sin = math.cos(theta), math.sin(theta)
+    mirror = -1.0 if aug.flip else 1.0
+    k = density * aug.scale
+    to_context = np.array([[k * cos * mirror, -k * sin], [k * sin * mirror, k * cos]])
+    mid, mid_context = (input_size - 1) / 2.0, (side - 1) / 2.0
+    inverse_map = np.zeros((2, 3))
+    inverse_map[:, :2] = to_context
+    inverse_map[:, 2] = mid_context - to_context.dot([mid, mid])
+    crop = cv2.warpAffine(context, inverse_map, (input_size, input_size),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+    crop_joints = (np.asarray(joints, np.float64) - mid_context).dot(
+        np.linalg.inv(to_context).T) + mid
+    annotated = np.asarray(annotated) > 0
+    if aug.flip:
+        perm = list(FLIP_PERMUTATION)
+        crop_joints, annotated = crop_joints[perm], annotated[perm]
+    return crop, crop_joints, annotated

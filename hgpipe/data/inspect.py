@@ -5,8 +5,12 @@ import cv2
 import numpy as np
 
 from hgpipe import draw
-from hgpipe.codec import dequantize_heatmaps, heatmap_to_crop
+from hgpipe.codec import (crop_to_heatmap, dequantize_heatmaps, gaussian_centres,
+                          heatmap_to_crop, render_heatmaps, supervised)
 from hgpipe.data import schema, shard_checks, shards
+from hgpipe.data.augment import preset_of, sample_preset
+from hgpipe.data.context import context_view
+from hgpipe.data.transforms import Augmentation
 
 MIN_TILE = 192  # pixels: the smallest tile a person can read in a montage
 
@@ -60,24 +64,50 @@ def sample_tiles(shards_dir, split="train", count=8, seed=0):
     rng = np.random.RandomState(seed)
     tiles = []
     path = paths[rng.randint(len(paths))]
-    with shard_checks.open_checked(path, split, size, hm, schema.context_side(manifest)) \
-            as shard, shard_checks.reading(path):
+    side = schema.context_side(manifest) if split == "train" else None
+    # small crops (the tiny config's 64 px) are enlarged to stay readable
+    zoom = max(1, MIN_TILE // size)
+    with shard_checks.open_checked(path, split, size, hm, side) as shard, \
+            shard_checks.reading(path):
         n = shard["images"].shape[0]
         for i in sorted(rng.choice(n, size=min(count, n), replace=False)):
-            # small crops (the tiny config's 64 px) are enlarged to stay readable
-            zoom = max(1, MIN_TILE // size)
-            image = cv2.resize(shard["images"][i], None, fx=zoom, fy=zoom,
-                               interpolation=cv2.INTER_NEAREST)
-            weights = shard["weights"][i]
-            joints = heatmap_to_crop(shard["joints"][i], size, hm) * zoom + (zoom - 1) / 2.0
-            heat = dequantize_heatmaps(shard["heatmaps"][i], manifest["heatmap_scale"])
-            label = "%s p%d\n%sr%+.0f s%.2f" % (
+            if side:
+                crop, joints, weights, heat, aug = _device_view(shard, i, manifest, rng)
+            else:
+                crop, weights = shard["images"][i], shard["weights"][i]
+                joints = heatmap_to_crop(shard["joints"][i], size, hm)
+                heat = dequantize_heatmaps(shard["heatmaps"][i], manifest["heatmap_scale"])
+                aug = Augmentation(shard["rotation"][i], shard["scale"][i],
+                                   bool(shard["flipped"][i]))
+            image = cv2.resize(crop, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
+            joints = joints * zoom + (zoom - 1) / 2.0
+            label = "%s p%d\n%s%sr%+.0f s%.2f" % (
                 os.path.splitext(shard["image_name"][i].decode("utf-8"))[0],
-                shard["person_index"][i], "flip " if shard["flipped"][i] else "",
-                shard["rotation"][i], shard["scale"][i])
+                shard["person_index"][i], "draw " if side else "",
+                "flip " if aug.flip else "", aug.rotation, aug.scale)
             tiles.append(draw.put_label(draw.draw_skeleton(image, joints, weights > 0), label))
             tiles.append(draw.heatmap_overlay(image, heat))
     return tiles
+
+
+def _device_view(shard, i, manifest, rng):
+    """A context shard's sample as one training step sees it: a draw of the recorded
+    preset (geometry and colour), the host twin of the device warp
+    (:func:`hgpipe.data.context.context_view`) and the codec's targets with the recorded
+    target settings."""
+    size, hm = manifest["input_size"], manifest["heatmap_size"]
+    prep = manifest["config"]["Prepare"]
+    rotation, scale, flipped, gains = sample_preset(rng, preset_of(prep))
+    aug = Augmentation(rotation, scale, flipped)
+    crop, joints, annotated = context_view(shard["images"][i], shard["joints"][i],
+                                           shard["weights"][i], aug,
+                                           float(manifest["context_density"]), size)
+    crop = np.clip(crop * np.asarray(gains, np.float32), 0, 255).astype(np.uint8)
+    joints_hm = crop_to_heatmap(joints, size, hm)
+    weights = supervised(joints_hm, annotated, hm)
+    heat = render_heatmaps(gaussian_centres(joints_hm, prep.get("gaussian_centre", "float")),
+                           weights, hm, float(prep["sigma"]), int(prep.get("gaussian_window", 0)))
+    return crop, joints, weights, heat, aug
 
 
 def write_montage(shards_dir, out_png, split="train", count=8, seed=0):
