@@ -289,7 +289,10 @@ SCHEMA = OrderedDict([
                                 "masked: / total weight; bearpaw: JointsMSELoss, 0.5 x mean "
                                 "over every map of weight x error (hgpipe/model/loss.py)")),
         ("stack_loss", (_choice("sum", "mean"), "sum",
-                        "per-stack losses summed (Newell, bearpaw) or averaged (PSH)")),
+                        "per-stack losses summed (Newell, bearpaw) or averaged (PSH, seed)")),
+        ("loss", (_choice("mse", "sigmoid_cross_entropy"), "mse",
+                  "per-map loss: mse, or the seed's sigmoid cross-entropy of the logits "
+                  "(hourglass_tiny.py:160; hgpipe/model/loss.py)")),
         ("optimizer", (_choice("rmsprop_tf", "rmsprop_torch", "adam_tf", "adam_torch"),
                        "rmsprop_tf", "update rule: TF's or torch.optim's semantics")),
         ("rmsprop_decay", (_fraction, 0.9, "RMSProp moving-average decay (torch: alpha)")),

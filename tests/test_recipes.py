@@ -138,3 +138,12 @@ def test_recipe_learning_rate_follows_its_reference(name):
     assert train["nEpochs"] * train["epoch_size"] > max(steps)
     for step in steps:
         assert learning_rate_at(train, step) == pytest.approx(formula(step), rel=1e-6), step
+
+
+def test_seed_recipe_is_the_seeds_pipeline():
+    """seed_4x256 runs wbenbihi 356e063's own settings: its network and its loss
+    (hourglass_tiny.py:160, one mean of sigmoid cross-entropy over maps and stacks)."""
+    cfg = _load("seed_4x256")
+    assert cfg["Network"]["architecture"] == "seed"
+    assert (cfg["Train"]["loss"], cfg["Train"]["stack_loss"],
+            cfg["Train"]["weighted_loss"]) == ("sigmoid_cross_entropy", "mean", False)

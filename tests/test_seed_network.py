@@ -135,3 +135,31 @@ def test_seed_rejects_what_it_does_not_have():
     with graph.as_default(), pytest.raises(ValueError, match=r"multiple of 128"):
         build_hourglass(tf.zeros((1, 64, 64, 3)), 1, 16, 1, 4, is_training=False,
                         architecture="seed")
+
+
+def test_sigmoid_cross_entropy_loss_against_numpy():
+    """The seed's loss (hourglass_tiny.py:160): one reduce_mean over all stacks of
+    sigmoid_cross_entropy_with_logits, against the formula written here in numpy."""
+    from hgpipe.model.loss import heatmap_loss
+    rng = np.random.RandomState(2)
+    logits = [rng.randn(2, 4, 4, 16).astype(np.float32) * 3 for _ in range(3)]
+    targets = rng.rand(2, 4, 4, 16).astype(np.float32)
+    graph = tf.Graph()
+    with graph.as_default():
+        total, per_stack = heatmap_loss([tf.constant(x) for x in logits], tf.constant(targets),
+                                        weighted=False, stacks="mean",
+                                        kind="sigmoid_cross_entropy")
+        summed, _ = heatmap_loss([tf.constant(x) for x in logits], tf.constant(targets),
+                                 weighted=False, kind="sigmoid_cross_entropy")
+        with tf.Session() as sess:
+            got_total, got_stacks, got_summed = sess.run([total, per_stack, summed])
+    x = np.stack(logits).astype(np.float64)          # (stack, N, H, W, J)
+    z = targets.astype(np.float64)
+    p = 1 / (1 + np.exp(-x))
+    elementwise = -(z * np.log(p) + (1 - z) * np.log(1 - p))
+    np.testing.assert_allclose(got_total, elementwise.mean(), rtol=1e-6)
+    np.testing.assert_allclose(got_stacks, elementwise.mean(axis=(1, 2, 3, 4)), rtol=1e-6)
+    np.testing.assert_allclose(got_summed, elementwise.mean(axis=(1, 2, 3, 4)).sum(),
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        heatmap_loss([tf.constant(logits[0])], tf.constant(targets), weighted=False, kind="l1")

@@ -19,6 +19,16 @@ summed over joints and divided by their number, i.e. ``0.5 * sum(w^2 (pred - tar
 ``models/posenet.py:62-67`` (``calc_loss``), each the mean over the maps
 (``task/loss.py:11-12``).
 
+``kind="sigmoid_cross_entropy"`` is the seed's loss (wbenbihi/hourglasstensorlfow 356e063
+``hourglass_tiny.py:160``: ``tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
+logits=self.output, labels=self.gtMaps))``): each element's sigmoid cross-entropy of the
+network's raw output (logits: train_launcher.py:45 builds the model with ``modif=False``, so
+no sigmoid is applied, :446/:484) against the target map.  The seed takes one mean over its
+(N, nStack, 64, 64, J) tensor, which equals the mean over stacks of each stack's mean
+(``stacks="mean"``; every stack has the same shape).  Its weighted variant
+(``weighted_bce_loss``, :330-338) is not used by the seed's config (``weighted_loss:
+False``), so ``weighted`` keeps hgpipe's meaning for this kind too.
+
 The loss is always computed in float32: float16 squares of heatmap errors (~1e-3..1e-6)
 underflow and sums over 64x64x16 maps lose precision.
 """
@@ -49,11 +59,13 @@ def _check_compatible(heatmaps, targets, weights):
 
 WEIGHTED_MODES = ("masked", "bearpaw")
 STACK_REDUCTIONS = ("sum", "mean")
+LOSS_KINDS = ("mse", "sigmoid_cross_entropy")
 
 
 def heatmap_loss(heatmaps, targets, weights=None, weighted=True, name="heatmap_loss",
-                 weighted_mode="masked", stacks="sum"):
-    """Sum (or mean) over stacks of the (optionally joint-weighted) heatmap MSE.
+                 weighted_mode="masked", stacks="sum", kind="mse"):
+    """Sum (or mean) over stacks of the (optionally joint-weighted) heatmap MSE (or the
+    seed's sigmoid cross-entropy).
 
     heatmaps: list of per-stack predictions (N, H, W, J), any float dtype (a single tensor
         is treated as one stack).
@@ -63,7 +75,8 @@ def heatmap_loss(heatmaps, targets, weights=None, weighted=True, name="heatmap_l
     weighted: True for the joint-weighted MSE described in the module docstring, False
         for plain MSE over every map.
     weighted_mode: "masked" (divide by the total weight) or "bearpaw" (JointsMSELoss).
-    stacks: "sum" (Newell, bearpaw) or "mean" (PSH) of the per-stack losses.
+    stacks: "sum" (Newell, bearpaw) or "mean" (PSH, the seed) of the per-stack losses.
+    kind: "mse" or "sigmoid_cross_entropy" (the seed's, heatmaps are logits).
 
     Returns ``(total_loss, per_stack_losses)``: a float32 scalar and a list of float32
     scalars (one per stack, for TensorBoard), ``total_loss`` their sum or mean.
@@ -71,6 +84,9 @@ def heatmap_loss(heatmaps, targets, weights=None, weighted=True, name="heatmap_l
     if weighted_mode not in WEIGHTED_MODES:
         raise ValueError("heatmap_loss: weighted_mode must be one of %s, got %r"
                          % (", ".join(WEIGHTED_MODES), weighted_mode))
+    if kind not in LOSS_KINDS:
+        raise ValueError("heatmap_loss: kind must be one of %s, got %r"
+                         % (", ".join(LOSS_KINDS), kind))
     if stacks not in STACK_REDUCTIONS:
         raise ValueError("heatmap_loss: stacks must be one of %s, got %r"
                          % (", ".join(STACK_REDUCTIONS), stacks))
@@ -97,11 +113,16 @@ def heatmap_loss(heatmaps, targets, weights=None, weighted=True, name="heatmap_l
 
         per_stack = []
         for index, stack in enumerate(heatmaps):
-            squared = tf.squared_difference(tf.cast(stack, tf.float32), targets)
-            if weighted:
-                stack_loss = tf.div_no_nan(tf.reduce_sum(squared * map_weights), normaliser)
+            if kind == "mse":
+                per_element = tf.squared_difference(tf.cast(stack, tf.float32), targets)
             else:
-                stack_loss = tf.reduce_mean(squared)
+                per_element = tf.nn.sigmoid_cross_entropy_with_logits(
+                    labels=targets, logits=tf.cast(stack, tf.float32))
+            if weighted:
+                stack_loss = tf.div_no_nan(tf.reduce_sum(per_element * map_weights),
+                                           normaliser)
+            else:
+                stack_loss = tf.reduce_mean(per_element)
             per_stack.append(tf.identity(stack_loss, name="stack%d" % index))
         if stacks == "mean":
             total = tf.divide(tf.add_n(per_stack), float(len(per_stack)), name="total")

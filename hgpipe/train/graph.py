@@ -179,7 +179,7 @@ def build_train_graph(cfg, inputs, device="cpu", distributed=None, geometry=None
     loss, stack_losses = heatmap_loss(outputs, augmented.heatmaps, augmented.weights,
                                       weighted=train["weighted_loss"],
                                       weighted_mode=train["weighted_loss_mode"],
-                                      stacks=train["stack_loss"])
+                                      stacks=train["stack_loss"], kind=train["loss"])
     learning_rate = learning_rate_tensor(train, global_step)
     if distributed is not None:
         learning_rate = scaled_learning_rate(tf, learning_rate, global_step, distributed.size,
