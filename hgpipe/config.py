@@ -246,9 +246,10 @@ SCHEMA = OrderedDict([
         ("flip", (_bool, True, "mirror half the variants (left/right joints swapped)")),
         ("color_jitter", (_fraction, 0.2, "per-channel gain uniform in [1-c, 1+c]")),
         ("first_variant_plain", (_bool, False, "variant 0 of each person unaugmented")),
-        ("augmentation", (_choice("custom", "newell", "bearpaw", "psh"), "custom",
+        ("augmentation", (_choice("custom", "newell", "bearpaw", "psh", "seed"), "custom",
                           "preset of the ranges above: newell (pose.lua), bearpaw (mpii.py), "
-                          "psh (dp.py); custom: the keys as set (hgpipe/data/augment.py)")),
+                          "psh (dp.py), seed (datagen.py:331-338); custom: the keys as set "
+                          "(hgpipe/data/augment.py)")),
         ("geometry", (_choice("offline", "device"), "offline",
                       "offline: `variants` fixed crops per person; device: one context "
                       "crop per person, fresh rotation/scale every step (train/geometry.py)")),

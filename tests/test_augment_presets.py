@@ -111,3 +111,39 @@ def test_psh_preset_is_uniform_every_time_and_draws_no_colour():
     assert _near((scale < 0.875).mean(), 0.25, N) and _near((scale > 1.125).mean(), 0.25, N)
     assert _near(flip.mean(), 0.5, N)
     assert (gains == 1.0).all()
+
+
+def test_seed_preset_is_datagen_augment():
+    """seed (datagen.py:331-338): `if random.choice([0,1])` rotate by
+    `np.random.randint(-30, 30)`: an integer in -30..29, each value with probability
+    0.5 / 60 (plus 0.5 for the unrotated 0); never a scale, flip or colour."""
+    rotation, scale, flip, gains = _draw("seed", flip=True, color=True)
+    assert np.array_equal(rotation, np.round(rotation))
+    values, counts = np.unique(rotation, return_counts=True)
+    assert values.tolist() == list(range(-30, 30))
+    for value, count in zip(values, counts):
+        p = 0.5 + 0.5 / 60 if value == 0 else 0.5 / 60
+        assert _near(count / N, p, N), value
+    assert (scale == 1.0).all() and not flip.any() and (gains == 1.0).all()
+
+
+def test_seed_preset_on_the_device_draws_the_same_law():
+    """The device's stateless draws of the seed preset (train/draws.py) give the same
+    integers -30..29, uniform, kept with probability 0.5."""
+    from hgpipe.tf_compat import import_tf
+    from hgpipe.train.draws import preset_draws, uniform_draws
+    tf = import_tf()
+    n = 30000
+    graph = tf.Graph()
+    with graph.as_default():
+        draws = preset_draws(uniform_draws(7, 3, n), PRESETS["seed"], flip=True)
+        with tf.Session() as sess:
+            rotation, scale, flipped = sess.run([draws.rotation, draws.scale, draws.flipped])
+    assert np.array_equal(rotation, np.round(rotation))
+    values, counts = np.unique(rotation, return_counts=True)
+    assert values.tolist() == list(range(-30, 30))
+    assert _near((rotation != 0).mean(), 0.5 * 59 / 60, n)
+    for value, count in zip(values, counts):
+        if value != 0:
+            assert _near(count / n, 0.5 / 60, n), value
+    assert np.allclose(scale, 1.0) and not flipped.any()

@@ -142,8 +142,13 @@ def test_recipe_learning_rate_follows_its_reference(name):
 
 def test_seed_recipe_is_the_seeds_pipeline():
     """seed_4x256 runs wbenbihi 356e063's own settings: its network and its loss
-    (hourglass_tiny.py:160, one mean of sigmoid cross-entropy over maps and stacks)."""
+    (hourglass_tiny.py:160, one mean of sigmoid cross-entropy over maps and stacks), its
+    augmentation (datagen.py:331-338)."""
     cfg = _load("seed_4x256")
     assert cfg["Network"]["architecture"] == "seed"
     assert (cfg["Train"]["loss"], cfg["Train"]["stack_loss"],
             cfg["Train"]["weighted_loss"]) == ("sigmoid_cross_entropy", "mean", False)
+    # augmentation: rotation only, p 0.5, integer -30..29 (datagen.py:331-338)
+    prep, train = cfg["Prepare"], cfg["Train"]
+    assert (prep["augmentation"], prep["flip"], prep["color_jitter"]) == ("seed", False, 0.0)
+    assert (train["device_flip"], train["device_color"]) == (False, 0.0)

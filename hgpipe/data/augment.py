@@ -20,8 +20,15 @@ psh -- princeton-vl/pytorch_stacked_hourglass ``data/MPII/dp.py`` (Dataset.loadI
     on every sample; flip ``randint(2) == 0``. Its colour jitter (HSV hue and saturation,
     brightness, contrast; dp.py Dataset.preprocess, only on the flipped samples) is not a
     per-channel gain and is not reproduced: this preset draws no colour.
+seed -- wbenbihi/hourglasstensorlfow 356e063 ``datagen.py:331-338`` (``_augment``, called by
+    the training generator at :428): rotation only, ``if random.choice([0,1])`` (p 0.5) by
+    ``np.random.randint(-30, 30)`` degrees, an integer in -30..29 (numpy's upper bound is
+    exclusive); no scale, flip or colour. The seed rotates its already resized 256 px crop
+    and its 64 px target maps about their centres with skimage (bilinear, zero outside);
+    hgpipe rotates the crop about its centre while cutting it from the image and renders
+    the targets at the rotated joints, so the rotated Gaussians are not resampled.
 
-Both references draw a new augmentation every time a sample is seen; hgpipe draws
+The references draw a new augmentation every time a sample is seen; hgpipe draws
 ``[Prepare] variants`` of them per person once. Flip and colour can instead be drawn on
 the device every step (``[Train] device_flip`` / ``device_color``,
 :mod:`hgpipe.train.augment`); a recipe that does so switches them off here with
@@ -37,7 +44,8 @@ class Preset(NamedTuple):
     scale_law: str          # "exp2": 2^clamp(N(0,f), -2f, 2f); "linear": clamp(1+N(0,f), 1-f, 1+f);
                             # "uniform": U(1-f, 1+f)
     scale_factor: float
-    rotation_law: str       # "normal": N(0, r) clamped to [-2r, 2r]; "uniform": U(-r, r)
+    rotation_law: str       # "normal": N(0, r) clamped to [-2r, 2r]; "uniform": U(-r, r);
+                            # "integer": an integer in [-r, r - 1], each equally likely
     rotation: float         # degrees
     rotation_prob: float    # chance that the rotation is kept
     flip_prob: float
@@ -49,6 +57,7 @@ PRESETS = {
     "newell": Preset("exp2", 0.25, "normal", 30.0, 0.4, 0.5, 0.6, 1.4),
     "bearpaw": Preset("linear", 0.25, "normal", 30.0, 0.6, 0.5, 0.8, 1.2),
     "psh": Preset("uniform", 0.25, "uniform", 30.0, 1.0, 0.5, 1.0, 1.0),
+    "seed": Preset("uniform", 0.0, "integer", 30.0, 0.5, 0.0, 1.0, 1.0),
 }
 
 
@@ -69,6 +78,8 @@ def sample_preset(rng, name, flip=True, color=True):
         scale = float(rng.uniform(1.0 - f, 1.0 + f))
     if preset.rotation_law == "normal":
         rotation = float(np.clip(rng.randn() * r, -2.0 * r, 2.0 * r))
+    elif preset.rotation_law == "integer":
+        rotation = float(rng.randint(-int(r), int(r)))
     else:
         rotation = float(rng.uniform(-r, r))
     if preset.rotation_prob < 1.0 and rng.uniform() >= preset.rotation_prob:

@@ -67,6 +67,8 @@ def preset_draws(u, preset, flip=True, color=0.0):
     if preset.rotation_law == "normal":
         rotation = tf.clip_by_value(_normal(tf, u, "rotation_a", "rotation_b") * r,
                                     -2.0 * r, 2.0 * r)
+    elif preset.rotation_law == "integer":   # floor(u * 2r) - r: -r .. r - 1, equally likely
+        rotation = tf.minimum(tf.floor(u[:, _COL["rotation_a"]] * (2.0 * r)), 2.0 * r - 1.0) - r
     else:
         rotation = (2.0 * u[:, _COL["rotation_a"]] - 1.0) * r
     if preset.rotation_prob < 1.0:
