@@ -325,6 +325,9 @@ SCHEMA = OrderedDict([
         ("deterministic", (_bool, False, "same seed -> bit-identical weights: one thread, "
                                          "deterministic kernels (hgpipe/train/determinism.py)")),
         ("log_every", (_positive(int), 20, "steps between TensorBoard summaries")),
+        ("print_seconds", (_non_negative(float), 30.0,
+                           "no terminal (no progress bar): a plain step line every "
+                           "log_every steps, at most one per this many seconds")),
     ])),
     ("Validation", OrderedDict([
         ("valid_iteration", (_non_negative(int), 10,

@@ -31,6 +31,7 @@ from hgpipe.train.devices import check_device, session_config
 from hgpipe.train.feeder import TRAIN_FIELDS, Prefetcher, ShardBatches
 from hgpipe.train.graph import (ContextFeedInput, DatasetInput, FeedInput, Geometry,
                                 build_train_graph)
+from hgpipe.train.plain_log import StepPrinter, TrainLog, bar_shown
 
 SUMMARY_FILE = "train_summary.json"
 
@@ -147,6 +148,11 @@ class Trainer(object):
         self.input_mode = input_mode
         self.echo = echo
         self.progress = progress
+        # tqdm draws on stderr only when it is a terminal; otherwise (nohup, SLURM, a
+        # pipe) the run prints plain step lines and keeps train.log (train/plain_log.py)
+        self.bar_on = bar_shown(progress, sys.stderr)
+        self.train_log = self.step_printer = None
+        self._early_lines = []  # printed before train.log is open; it gets them too
         train = cfg["Train"]
         # none | horovod | hccl; the backend itself is made in run() (it imports Horovod)
         self.distributed_name = distributed_backend or train["distributed"]
@@ -158,8 +164,10 @@ class Trainer(object):
         self.heatmap_size = self.manifest["heatmap_size"]
         for key, value in (("img_size", self.input_size), ("hm_size", self.heatmap_size)):
             if cfg["DataSetHG"][key] != value:
-                echo("note: shards were made with %s=%d; using it (config says %d)"
-                     % (key, value, cfg["DataSetHG"][key]))
+                self._early_lines.append(
+                    "note: shards were made with %s=%d; using it (config says %d)"
+                    % (key, value, cfg["DataSetHG"][key]))
+                echo(self._early_lines[-1])
                 cfg.set("DataSetHG", key, value)
 
     # ------------------------------------------------------------------ set-up
@@ -329,15 +337,43 @@ class Trainer(object):
         if not self.dist.is_chief:  # the other ranks only read the logdir
             return self._run_locked(tf)
         with folder_lock(self.logdir):  # one writer per logdir, for the whole run
-            for name in resume.remove_temporary_files(self.logdir):
-                self.echo("removed %s (left by an interrupted save)" % name)
-            _check_logdir_config(self.cfg, self.logdir)
-            self.verifier = ShardVerifier(self.data_dir, self.manifest)
+            echo = self._plain_echo = self.echo
+            if not self.bar_on:
+                self._open_train_log()
             try:
+                for name in resume.remove_temporary_files(self.logdir):
+                    self.echo("removed %s (left by an interrupted save)" % name)
+                _check_logdir_config(self.cfg, self.logdir)
+                self.verifier = ShardVerifier(self.data_dir, self.manifest)
                 self.validation = self._load_validation()
                 return self._run_locked(tf)
+            except Exception as exc:
+                if self.train_log is not None:  # why the run stopped, for the log's reader
+                    self.train_log.write("stopped: %s" % (
+                        str(exc).strip().splitlines() or [type(exc).__name__])[0])
+                raise
             finally:
                 self.verifier.close()
+                self.echo = echo
+                if self.train_log is not None:
+                    self.train_log.close()
+                    self.train_log = None
+
+    def _open_train_log(self):
+        """Append to train.log from here on: a header line for this run, the notes
+        printed before the logdir was ours, then every line the run prints."""
+        self.train_log = TrainLog(self.logdir)
+        self.train_log.write("# %s UTC: hgpipe %s train to step %d, %s" % (
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), __version__,
+            self.total_steps, describe_network(self.cfg)))
+        for line in self._early_lines:
+            self.train_log.write(line)
+        self.echo = self._echo_and_log
+
+    def _echo_and_log(self, line):
+        """Print ``line`` and append it to train.log (only while the bar is off)."""
+        self._plain_echo(line)
+        self.train_log.write(line)
 
     def _run_locked(self, tf):
         started = time.time()
@@ -401,7 +437,12 @@ class Trainer(object):
                                      capacity=self.cfg["Train"]["prefetch_batches"])
         self._last_position = (data_pass, batch)
         bar = tqdm(total=self.total_steps, initial=step, unit="step", desc="train",
-                   dynamic_ncols=True, disable=not self.progress or None)
+                   dynamic_ncols=True, disable=not self.bar_on)
+        self.step_printer = None
+        if not self.bar_on and self.dist.is_chief:
+            train = self.cfg["Train"]
+            self.step_printer = StepPrinter(step, self.total_steps, self.batch_size,
+                                            train["log_every"], train["print_seconds"])
         batches = self._batches() if self.input_mode == "feed" else None
         return _RunState(step, (data_pass, batch), restored, writer, bar, batches)
 
@@ -450,6 +491,9 @@ class Trainer(object):
         """What happens every so many steps: log, checkpoint (rank 0), validate."""
         if run.step % self.cfg["Train"]["log_every"] == 0 or run.step == self.total_steps:
             self._log_step(tf, run)
+        if self.step_printer is not None and self.step_printer.due(run.step):
+            self.echo(self.step_printer.line(run.step, run.loss, run.learning_rate,
+                                             run.step_times, run.step_waits))
         self.verifier.check()
         if run.step % self.cfg["Saver"]["saver_step"] == 0 and self.dist.is_chief:
             self._check_savable(sess, run.step, run.last_checkpoint)
@@ -571,6 +615,6 @@ class Trainer(object):
         line = "step %d: val PCKh@%.1f %.2f (%s)" % (
             step, result.threshold, mean, "%d persons" % scored if scored == total
             else "%d of %d persons, subset" % (scored, total))
-        (bar.write if bar is not None else self.echo)(line)
+        (bar.write if bar is not None and self.bar_on else self.echo)(line)
         return {"step": step, "pckh": mean,
                 "columns": {k: float(v) for k, v in result.columns.items()}}
