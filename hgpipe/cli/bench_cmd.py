@@ -4,7 +4,7 @@ import click
 from hgpipe.cli.options import echo_err, user_errors
 
 
-@click.command("bench")
+@click.command("bench", short_help="Measure input pipeline and training speed, in one table.")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False),
               help="Shards directory to feed from [default: the shards the bench prepares].")
 @click.option("--mpii", "mpii_dir", type=click.Path(file_okay=False),
@@ -44,6 +44,11 @@ def bench_command(data_dir, mpii_dir, config_path, train_configs, json_path, qui
     train config on 2 Horovod/Gloo processes vs 1 (scaling efficiency) and its gradient
     all-reduce time against the step time. Progress goes to stderr, the
     Markdown table to stdout. The machine's load is part of the numbers: run it twice.
+
+    \b
+    Examples:
+      hgpipe bench --quick
+      hgpipe bench --data shards --skip online --skip prepare --json bench.json
     """
     from hgpipe.bench.report import markdown_table, write_json
     from hgpipe.bench.runner import DEFAULT_SIZES, QUICK_SIZES, Bench

@@ -6,7 +6,7 @@ import click
 from hgpipe.cli.options import user_errors
 
 
-@click.command("export")
+@click.command("export", short_help="Freeze a checkpoint into a .pb (SavedModel, ONNX too).")
 @click.option("--checkpoint", required=True, type=click.Path(),
               help="Checkpoint prefix (LOGDIR/model.ckpt-STEP) or a logdir (its latest).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
@@ -31,6 +31,11 @@ def export_command(checkpoint, config_path, out_path, input_dtype, batch_size,
     Nodes: 'input' (N, S, S, 3) and 'heatmaps' (N, S/4, S/4, 16) float32, the final
     stack's heatmaps in MPII joint order. Attributes holding default values are stripped,
     so a graph frozen with TensorFlow 2.x loads in TensorFlow 1.15 and vice versa.
+
+    \b
+    Examples:
+      hgpipe export --checkpoint runs/demo/train --out model.pb
+      hgpipe export --checkpoint runs/demo/train --out model.pb --onnx model.onnx
     """
     from hgpipe.eval import export
     from hgpipe.eval.checkpoint import open_checkpoint

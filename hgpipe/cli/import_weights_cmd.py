@@ -4,7 +4,7 @@ import click
 from hgpipe.cli.options import config_options, user_errors
 
 
-@click.command("import-weights")
+@click.command("import-weights", short_help="Convert bearpaw or PSH PyTorch weights into a logdir.")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--from", "family", required=True, type=click.Choice(["bearpaw", "psh"]),
               help="bearpaw: bearpaw/pytorch-pose HourglassNet (hg_s2_b1, hg_s8_b1...); "
@@ -27,6 +27,11 @@ def import_weights_command(cfg, checkpoint, family, out_dir, mean, no_mean):
     config.ini written (e.g. DataSetHG.img_size, [Train] for fine-tuning); its
     [Network] section is the imported network's. Train from it with
     `hgpipe train --config LOGDIR/config.ini --logdir LOGDIR ...` (starts at step 0).
+
+    \b
+    Examples:
+      hgpipe import-weights hg_s2_b1/model_best.pth.tar --from bearpaw --out runs/bp_s2
+      hgpipe import-weights checkpoint.pt --from psh --out runs/psh_s8
     """
     from hgpipe.interop.import_weights import import_weights
     with user_errors():

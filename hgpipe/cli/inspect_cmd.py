@@ -6,7 +6,7 @@ from hgpipe.data import inspect as shard_inspect
 from hgpipe.data import shards
 
 
-@click.command("inspect")
+@click.command("inspect", short_help="Show what prepare wrote; --verify checks every shard.")
 @click.argument("shards_dir", type=click.Path(file_okay=False))
 @click.option("--png", "png_path", type=click.Path(dir_okay=False),
               help="Write a montage of crops with joints and heatmaps here.")
@@ -18,7 +18,13 @@ from hgpipe.data import shards
               help="Check every shard against its checksum; exit 1 if any is damaged or "
                    "missing.")
 def inspect_command(shards_dir, png_path, split, count, verify):
-    """Show what `hgpipe prepare` wrote, and what training will see."""
+    """Show what `hgpipe prepare` wrote, and what training will see.
+
+    \b
+    Examples:
+      hgpipe inspect runs/demo/shards --png montage.png
+      hgpipe inspect shards --verify
+    """
     with user_errors():
         damaged = shards.damaged_shards(shards_dir) if verify else None
         click.echo(shard_inspect.report(shards_dir, damaged))

@@ -27,6 +27,29 @@ def config_options(func):
     return wrapper
 
 
+class DeviceType(click.ParamType):
+    """``--device``: cpu, gpu or npu, in any case, and the names users bring from other
+    tools (``cuda``, ``ascend``); anything else is refused naming the accepted words."""
+
+    name = "device"
+    SPELLINGS = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu", "npu": "npu", "ascend": "npu"}
+
+    def convert(self, value, param, ctx):
+        if value is None:
+            return None
+        device = self.SPELLINGS.get(str(value).strip().lower())
+        if device is None:
+            self.fail("%r is not a device; use cpu, gpu (or cuda) or npu (or ascend), in "
+                      "any case" % value, param, ctx)
+        return device
+
+    def get_metavar(self, param, ctx=None):
+        return "cpu|gpu|npu"
+
+
+DEVICE = DeviceType()
+
+
 @contextlib.contextmanager
 def user_errors():
     """Turn the package's input errors into one clear line and exit status 1.

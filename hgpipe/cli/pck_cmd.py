@@ -15,7 +15,7 @@ from hgpipe.eval.evaluate import (CONVENTION_CHOICES, DEFAULT_PREDICTIONS_NAME,
 from hgpipe.eval.pred_files import EvalFileError, load_predictions, read_ground_truth
 
 
-@click.command("pck")
+@click.command("pck", short_help="Score predictions files, or a checkpoint, with PCKh.")
 @click.option("--predictions", "predictions_paths", type=click.Path(), multiple=True,
               help="Predictions file: .mat/.h5 with 'preds' (N,16,2), MATLAB/Octave HDF5, "
                    "or hgpipe's own predictions .h5. Repeat it to score several files "

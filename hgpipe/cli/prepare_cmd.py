@@ -11,7 +11,7 @@ from hgpipe.data import prepare as prep
 from hgpipe.data.workers import WorkerDied
 
 
-@click.command("prepare")
+@click.command("prepare", short_help="Crop, augment and render heatmaps into HDF5 shards.")
 @click.option("--mpii", "mpii_dir", required=True, type=click.Path(file_okay=False),
               help="Dataset folder holding images/ and an annotation file.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
@@ -31,6 +31,11 @@ def prepare_command(cfg, mpii_dir, out_dir, annotations, workers, overwrite):
     persons get [Prepare] variants crops each, validation persons (the standard Tompson
     split) one plain crop. Same inputs and seed give identical shards whatever
     --workers; an interrupted run resumes where it stopped.
+
+    \b
+    Examples:
+      hgpipe prepare --mpii data/demo --out runs/demo/shards --config configs/tiny.cfg
+      hgpipe prepare --mpii mpii --out shards --annotations mpii/annot/train.json
     """
     stop = _StopOnSigterm()
     try:

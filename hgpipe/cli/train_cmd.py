@@ -3,17 +3,19 @@ import sys
 
 import click
 
-from hgpipe.cli.options import config_options, user_errors
+from hgpipe.cli.options import DEVICE, config_options, echo_err, user_errors
+from hgpipe.config import describe_network
 from hgpipe.data.shards import load_manifest
 
 
-@click.command("train")
+@click.command("train", short_help="Train a Stacked Hourglass on prepared shards.")
 @click.option("--data", "data_dir", required=True, type=click.Path(file_okay=False),
               help="Shards directory written by `hgpipe prepare`.")
 @click.option("--logdir", required=True, type=click.Path(file_okay=False),
               help="Checkpoints, TensorBoard summaries, config.ini and train_summary.json.")
-@click.option("--device", type=click.Choice(["cpu", "gpu", "npu"]), default=None,
-              help="Where to run [default: [Train] device, cpu].")
+@click.option("--device", type=DEVICE, default=None,
+              help="Where to run: cpu, gpu (or cuda), npu (or ascend; Ascend via "
+                   "npu_bridge), any case [default: [Train] device, cpu].")
 @click.option("--steps", type=click.IntRange(1), default=None,
               help="Train up to this global step [default: nEpochs x epoch_size].")
 @click.option("--resume/--no-resume", default=True, show_default=True,
@@ -40,9 +42,24 @@ def train_command(cfg, data_dir, logdir, device, steps, resume, resume_from, inp
     wall time and input wait are measured. Checkpoints every [Saver] saver_step steps,
     at the end and on Ctrl-C/SIGTERM; rerunning the same command resumes. Ends with
     the ModelZoo lines `Final Performance images/sec` and `E2E Training Duration sec`.
+    Without a terminal (nohup, SLURM) it prints plain step lines and keeps
+    LOGDIR/train.log.
+
+    Without --config the built-in defaults apply (4 stacks x 256 features,
+    200 x 1000 steps); the command then says so on stderr before anything loads.
+    Pick a recipe from configs/ instead.
+
+    \b
+    Examples:
+      hgpipe train --config configs/tiny.cfg --data runs/demo/shards \\
+          --logdir runs/demo/train --steps 100
+      hgpipe train --config configs/hg2.cfg --data shards --logdir runs/hg2 --device gpu
+      nohup hgpipe train --config configs/newell_hg8.cfg --data shards --logdir runs/hg8 &
     """
     if resume_from and not resume:
         raise click.UsageError("--resume-from and --no-resume ask for opposite things")
+    if not cfg.sources:
+        echo_err(no_config_note(cfg, steps))
     with user_errors():
         load_manifest(data_dir)  # a wrong --data fails here, before TensorFlow loads
         if cfg["Train"]["deterministic"]:
@@ -58,3 +75,12 @@ def train_command(cfg, data_dir, logdir, device, steps, resume, resume_from, inp
             raise click.ClickException(str(exc))
     if summary["status"] == "interrupted":
         sys.exit(130)
+
+
+def no_config_note(cfg, steps):
+    """The one line a run without --config prints: which network and how long."""
+    train = cfg["Train"]
+    total = steps if steps is not None else train["nEpochs"] * train["epoch_size"]
+    return ("no --config: training %s for %s steps, from the built-in defaults and any "
+            "--set (pick a recipe in configs/, e.g. --config configs/hg2.cfg)"
+            % (describe_network(cfg), format(total, ",")))
