@@ -55,12 +55,12 @@ def test_unknown_device_names_the_choices(tmp_path):
 def test_train_without_config_says_what_it_trains(tmp_path):
     args = ["train", "--data", str(tmp_path / "none"), "--logdir", str(tmp_path / "run")]
     result = cli_runner().invoke(main, args)
-    assert result.stderr.splitlines()[0] == (
+    assert result.output.splitlines()[0] == (
         "no --config: training nStacks=4, nFeats=256, nModules=1, nLow=4, tiny=False, "
         "stem=newell, input_mean=None, architecture=newell for 200,000 steps, from the "
         "built-in defaults and any --set (pick a recipe in configs/, e.g. --config "
         "configs/hg2.cfg)")
     result = cli_runner().invoke(main, args + ["--steps", "5", "--set", "Network.nStacks=2"])
-    assert "training nStacks=2, " in result.stderr and " for 5 steps," in result.stderr
+    assert "training nStacks=2, " in result.output and " for 5 steps," in result.output
     result = cli_runner().invoke(main, args + ["--config", os.path.join(REPO_ROOT, "configs", "tiny.cfg")])
-    assert "no --config" not in result.stderr
+    assert "no --config" not in result.output

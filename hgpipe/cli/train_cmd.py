@@ -3,7 +3,7 @@ import sys
 
 import click
 
-from hgpipe.cli.options import DEVICE, config_options, echo_err, user_errors
+from hgpipe.cli.options import DEVICE, config_options, user_errors
 from hgpipe.config import describe_network
 from hgpipe.data.shards import load_manifest
 
@@ -46,7 +46,7 @@ def train_command(cfg, data_dir, logdir, device, steps, resume, resume_from, inp
     LOGDIR/train.log.
 
     Without --config the built-in defaults apply (4 stacks x 256 features,
-    200 x 1000 steps); the command then says so on stderr before anything loads.
+    200 x 1000 steps); the command's first line says so (and train.log keeps it).
     Pick a recipe from configs/ instead.
 
     \b
@@ -58,8 +58,9 @@ def train_command(cfg, data_dir, logdir, device, steps, resume, resume_from, inp
     """
     if resume_from and not resume:
         raise click.UsageError("--resume-from and --no-resume ask for opposite things")
-    if not cfg.sources:
-        echo_err(no_config_note(cfg, steps))
+    notes = [] if cfg.sources else [no_config_note(cfg, steps)]
+    for note in notes:  # before anything loads, so a long import does not hide it
+        click.echo(note)
     with user_errors():
         load_manifest(data_dir)  # a wrong --data fails here, before TensorFlow loads
         if cfg["Train"]["deterministic"]:
@@ -70,7 +71,7 @@ def train_command(cfg, data_dir, logdir, device, steps, resume, resume_from, inp
             summary = Trainer(cfg, data_dir, logdir, device=device, steps=steps,
                               resume=resume, input_mode=input_mode, echo=click.echo,
                               distributed_backend=distributed_backend,
-                              resume_from=resume_from).run()
+                              resume_from=resume_from, notes=notes).run()
         except TrainingError as exc:
             raise click.ClickException(str(exc))
     if summary["status"] == "interrupted":

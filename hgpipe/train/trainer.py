@@ -138,7 +138,7 @@ class Trainer(object):
 
     def __init__(self, cfg, data_dir, logdir, device=None, steps=None, resume=True,
                  input_mode="feed", echo=print, progress=True, distributed_backend=None,
-                 resume_from=None):
+                 resume_from=None, notes=()):
         self.cfg = cfg
         self.data_dir = data_dir
         self.logdir = logdir
@@ -152,7 +152,9 @@ class Trainer(object):
         # pipe) the run prints plain step lines and keeps train.log (train/plain_log.py)
         self.bar_on = bar_shown(progress, sys.stderr)
         self.train_log = self.step_printer = None
-        self._early_lines = []  # printed before train.log is open; it gets them too
+        # printed before train.log is open (the caller's notes: already printed); the
+        # log gets them too
+        self._early_lines = list(notes)
         train = cfg["Train"]
         # none | horovod | hccl; the backend itself is made in run() (it imports Horovod)
         self.distributed_name = distributed_backend or train["distributed"]
