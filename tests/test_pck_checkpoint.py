@@ -355,3 +355,22 @@ def _worker_cross_checkpoint(folder, ours):
 if __name__ == "__main__":
     # worker mode for the cross-runtime test: python tests/test_pck_checkpoint.py CMD ARGS
     worker_main({"cross-checkpoint": _worker_cross_checkpoint})
+
+
+def test_pck_scores_every_predictions_file_given(val_shards, logdir, tmp_path):
+    """`--predictions A --predictions B` scores both, each under its own name, with its
+    own numbers (it once scored only the last file)."""
+    from hgpipe.eval.pred_files import load_predictions, write_predictions
+    good = str(tmp_path / "good.h5")
+    assert _pck("--checkpoint", logdir, "--data", val_shards, "--out", good).exit_code == 0
+    preds = load_predictions(good)
+    off = str(tmp_path / "off.h5")  # every joint 1000 px away: PCKh 0
+    write_predictions(off, preds.coords + 1000.0, preds.annolist_index, preds.person_index)
+    single = _pck("--predictions", good, "--gt", val_shards, "--plain")
+    result = _pck("--predictions", good, "--predictions", off, "--gt", val_shards, "--plain")
+    assert result.exit_code == 0, result.output
+    assert "predictions: %s" % good in result.output
+    assert "predictions: %s" % off in result.output
+    first, second = result.output.split("predictions: %s" % off)
+    assert single.output.strip() in first  # the first file's report, unchanged
+    assert "0.00" in second and second.strip() != first.split("predictions: %s" % good)[1].strip()
