@@ -82,3 +82,25 @@ def test_onnx_without_tf2onnx_is_one_line_and_writes_nothing(logdir, tmp_path, m
         result.stderr.strip().splitlines()[0]]
     assert "--onnx needs tf2onnx" in result.stderr and "pip install tf2onnx" in result.stderr
     assert not os.path.exists(frozen) and not os.path.exists(onnx_path)
+
+
+def test_onnx_export_prints_no_tensorflow_start_up_lines(logdir, tmp_path):
+    """README: TensorFlow's start-up lines are held back. tf2onnx imports more of
+    TensorFlow (and its own logging) when --onnx loads it; checked from a user's shell."""
+    import subprocess
+    pytest.importorskip("tf2onnx")
+    pytest.importorskip("onnxruntime")
+    from cross_runtime import worker_env
+    from test_first_run import NOT_IN_A_USERS_SHELL, TF_CHATTER
+    env = {k: v for k, v in worker_env().items() if k not in NOT_IN_A_USERS_SHELL}
+    proc = subprocess.run(
+        [sys.executable, "-m", "hgpipe", "export", "--checkpoint", logdir,
+         "--out", str(tmp_path / "m.pb"), "--onnx", str(tmp_path / "m.onnx")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+        timeout=300)
+    assert proc.returncode == 0, proc.stdout
+    assert os.path.getsize(str(tmp_path / "m.onnx")) > 1000
+    chatter = [line for line in proc.stdout.splitlines()
+               if any(marker in line for marker in TF_CHATTER) or line.startswith("W0")
+               or "tf2onnx" in line and ("INFO" in line or "WARNING" in line)]
+    assert not chatter, proc.stdout

@@ -10,6 +10,7 @@ when ``--onnx`` is asked for.
 from hgpipe import atomic
 from hgpipe.eval.export import ExportError, freeze
 from hgpipe.model.inference import INPUT_NODE, OUTPUT_NODE
+from hgpipe.native_stderr import quiet_native_stderr
 
 # ONNX opset 13: supported by every onnxruntime from 1.6 (the Python 3.7 lane's
 # onnxruntime 1.10 included) and by tf2onnx for all ops of the network.
@@ -20,7 +21,10 @@ INSTALL_HINT = "pip install tf2onnx onnxruntime"
 def require_tf2onnx():
     """The tf2onnx module, or an ExportError saying how to install it."""
     try:
-        import tf2onnx.convert
+        # tf2onnx imports TensorFlow (and more of it than hgpipe does), whose C++
+        # start-up lines would otherwise reach the terminal: held back as import_tf's
+        with quiet_native_stderr():
+            import tf2onnx.convert
     except ImportError as exc:
         raise ExportError("--onnx needs tf2onnx (%s): %s" % (exc, INSTALL_HINT))
     return tf2onnx
