@@ -78,6 +78,14 @@ def test_folder_and_video_in_one_run(checkpoint, inputs, tmp_path):
     images = [os.path.join(folder, "p0.png"), os.path.join(folder, "p1.png")]
     assert [line["image"] for line in lines] == \
         images + ["%s#%d" % (video, k) for k in range(FRAMES)]
+    # each line says how much of its box the pose spans (the too-small criterion's figure)
+    for line in lines:
+        fraction = line["person_fraction"]
+        assert fraction is None or 0 <= fraction <= 2
+        assert (fraction is None or fraction < 0.25) == ("box holds more than the model saw"
+                                                          in line.get("note", "")
+                                                          or "no two joints" in
+                                                          line.get("note", ""))
     assert [line["frame"] for line in lines] == [None, None] + list(range(FRAMES))
     assert all(len(line["joints"]) == 16 and line["box"]["source"] == "image"
                for line in lines)
@@ -139,3 +147,29 @@ def test_bad_detections_file_is_one_line_before_the_model(checkpoint, inputs, tm
     assert result.exit_code == 1
     assert "expected a JSON list of detections" in result.stderr
     assert "model: " not in result.output and not os.path.exists(str(tmp_path / "out"))
+
+
+def test_a_pose_much_smaller_than_its_box_gets_a_note():
+    """The documented criterion (batch_predict.SMALL_PERSON_FRACTION): confident joints
+    spanning under a quarter of the crop side say the box holds more than the model saw."""
+    import numpy as np
+    from hgpipe.eval.batch_predict import Pose, person_fraction, scale_note
+    from hgpipe.eval.predict import box_from_center_scale
+    box = box_from_center_scale((200, 200), 1.0)  # crop side 250 px (1.25 x 200)
+    assert box.crop_side() == pytest.approx(250.0)
+    joints = np.full((16, 2), 200.0)
+    joints[0] = (200, 300)                        # ankle 100 px below the rest: 40%
+    scores = np.full(16, 0.9)
+    fraction = person_fraction(Pose(joints, scores, box, 400, 400), 0.3)
+    assert fraction == pytest.approx(0.4) and scale_note(fraction) is None
+    joints[0] = (200, 250)                        # 50 px: 20% < 25%
+    fraction = person_fraction(Pose(joints, scores, box, 400, 400), 0.3)
+    assert fraction == pytest.approx(0.2)
+    assert "span 20% of the box side" in scale_note(fraction)
+    # a low-scoring joint does not count: --min-score is the same threshold as drawing's
+    joints[0] = (200, 300)
+    scores[0] = 0.1
+    assert person_fraction(Pose(joints, scores, box, 400, 400), 0.3) == pytest.approx(0.0)
+    scores[:] = 0.1
+    assert person_fraction(Pose(joints, scores, box, 400, 400), 0.3) is None
+    assert "no two joints reach --min-score" in scale_note(None)

@@ -105,6 +105,11 @@ def _report(summary):
     if summary["crowded"]:
         click.echo("note: %d boxes hold other detected persons (their lines carry a note):"
                    " the model sees one person per crop" % summary["crowded"])
+    if summary["too_small"]:
+        from hgpipe.eval.batch_predict import SMALL_PERSON_FRACTION
+        click.echo("note: in %d boxes the joints span under %d%% of the box (their lines "
+                   "carry a note): the box holds more than the model saw; give --bbox or "
+                   "--detections" % (summary["too_small"], 100 * SMALL_PERSON_FRACTION))
     if summary["failures"]:
         raise click.ClickException("%d images or frames skipped (listed above)%s" % (
             len(summary["failures"]), "" if summary["jsonl"] else "; nothing written"))

@@ -113,5 +113,35 @@ def draw_poses(image_bgr, poses, min_score):
     return canvas
 
 
+# Training crops are cut as prepare cuts them: a square of 1.25 x 200·s around a person
+# whose MPII scale s is its height / 200 (hgpipe/data/transforms.py), so a training
+# person spans up to 1 / 1.25 = 80% of the crop side. A pose whose confident joints span
+# under a quarter of the side is a person about three times smaller than any the model
+# saw (or a box holding a crowd, a scene): its joints are not to be trusted as one
+# person's. The criterion is deliberately crude and stated in the note.
+SMALL_PERSON_FRACTION = 0.25
+
+
+def person_fraction(pose, min_score):
+    """The larger of the width and height spanned by the joints scoring at least
+    ``min_score``, over the crop side; None with fewer than two such joints."""
+    confident = pose.joints[np.asarray(pose.scores) >= min_score]
+    if len(confident) < 2:
+        return None
+    span = float(np.max(confident.max(axis=0) - confident.min(axis=0)))
+    return span / float(pose.box.crop_side())
+
+
+def scale_note(fraction):
+    """The note for a pose much smaller than its box, else None."""
+    if fraction is None:
+        return "no two joints reach --min-score: no person the model knows in this box"
+    if fraction < SMALL_PERSON_FRACTION:
+        return ("the joints span %.0f%% of the box side; training persons span up to 80%%: "
+                "the box holds more than the model saw (give --bbox or --detections)"
+                % (100 * fraction))
+    return None
+
+
 def jsonl_line(record):
     return json.dumps(record, sort_keys=False) + "\n"

@@ -69,6 +69,7 @@ class PredictRun(object):
         self.progress = progress
         self.single_video = sum(s.kind == "video" for s in self.sources) == 1
         self.failures, self.crowded, self.persons, self.frames = [], 0, 0, 0
+        self.too_small = 0  # poses much smaller than their box (batch_predict.scale_note)
         self.without_person = 0
         self._video, self._out = None, None
         self.written = []  # annotated files complete on disk
@@ -139,6 +140,7 @@ class PredictRun(object):
         seconds = time.time() - started
         return {"jsonl": jsonl_path, "frames": self.frames, "persons": self.persons,
                 "frames_without_person": self.without_person, "crowded": self.crowded,
+                "too_small": self.too_small,
                 "failures": self.failures, "seconds": seconds,
                 "frames_per_sec": self.frames / seconds if seconds > 0 else 0.0,
                 "drawn": self.written}
@@ -178,11 +180,20 @@ class PredictRun(object):
             record["checkpoint"] = self.model.checkpoint
             if score is not None:
                 record["detection_score"] = float(score)
+            notes = []
             if inside:
                 self.crowded += 1
-                record["note"] = ("this box holds %d other detected person%s: the model "
-                                  "sees one person per crop, its joints may mix them"
-                                  % (inside, "" if inside == 1 else "s"))
+                notes.append("this box holds %d other detected person%s: the model "
+                             "sees one person per crop, its joints may mix them"
+                             % (inside, "" if inside == 1 else "s"))
+            fraction = batch_predict.person_fraction(pose, self.min_score)
+            record["person_fraction"] = None if fraction is None else round(fraction, 3)
+            scale = batch_predict.scale_note(fraction)
+            if scale:
+                self.too_small += 1
+                notes.append(scale)
+            if notes:
+                record["note"] = "; ".join(notes)
             self._out.write(batch_predict.jsonl_line(record))
             self.persons += 1
 
