@@ -14,12 +14,18 @@ and afterwards writes back every line that is not known noise, so warnings from 
 tracebacks and TensorFlow's E (error) and F (fatal) lines still reach the user. With
 ``HGPIPE_DEBUG=1`` nothing is captured. (A process killed inside the block, e.g. by a
 fatal C++ check, loses what was captured: rerun with ``HGPIPE_DEBUG=1`` to see it.)
+
+:func:`captured_decoder_lines` does the same around one image decode, for the lines
+libpng and libjpeg print on their own about a damaged file ("libpng error: IDAT: CRC
+error", "Corrupt JPEG data: premature end of data segment"): the decoder turns them into
+hgpipe's one line naming the file (:func:`hgpipe.data.images.decode_image`).
 """
 import contextlib
 import os
 import re
 import sys
 import tempfile
+import threading
 
 # Lines that only say TensorFlow started: absl's pre-initialisation notice, and glog-style
 # lines of severity I (info) or W (warning) in TF 2.x ("I0000 00:00:1796045295.372316 6160
@@ -63,3 +69,91 @@ def quiet_native_stderr():
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()
+
+
+# What the image libraries inside OpenCV print on their own while decoding a damaged
+# file: libpng's "libpng warning: ..." / "libpng error: ...", libjpeg's messages
+# (jerror.h: "Corrupt JPEG data: ...", "Premature end of JPEG file", "Invalid SOS
+# parameters for sequential JPEG", "Bogus marker length", "Unsupported marker type
+# 0x..", "Huffman table 0x.. was not defined", "Warning: unknown JFIF revision
+# number ..."), and OpenCV's own imgcodecs warnings ("[ WARN:0@0.1] global
+# grfmt_png.cpp:...", and "imdecode_(''): can't read data: OpenCV(4.8.1) ... error:
+# (-2:Unspecified error) Unexpected end of input stream ..." followed by an empty
+# line, for a decoder's exception OpenCV caught). tests/test_image_decode_messages.py and the images fuzz of
+# tests/test_fuzz_readers.py check that no other line leaks out of a decode.
+DECODER_LINE = re.compile(
+    r"^(libpng (warning|error)|libjpeg|JPEG|Corrupt JPEG|Premature end of JPEG"
+    r"|Invalid (JPEG|SOS|component|progression|scan|color|crop|memory pool)"
+    r"|Inconsistent progression|Not a JPEG|Bogus |Unsupported (marker|JPEG|color)"
+    r"|Huffman table|Quantization table|Unknown (APP|Adobe)|Improper call|Empty input"
+    r"|Wrong JPEG|Sampling factors|Maximum supported image dimension"
+    r"|Warning: (unknown JFIF|thumbnail)|Application transferred|imdecode_\("
+    r"|\[ ?(WARN|ERROR)[^\]]*\].*(imgcodecs|grfmt|imdecode|bitstrm|exif))")
+
+_redirect_lock = threading.Lock()
+
+
+def _new_lock_in_child():
+    global _redirect_lock
+    _redirect_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # Python 3.7+: a fork waits for a capture to end
+    os.register_at_fork(before=lambda: _redirect_lock.acquire(),
+                        after_in_parent=lambda: _redirect_lock.release(),
+                        after_in_child=_new_lock_in_child)
+
+
+@contextlib.contextmanager
+def captured_decoder_lines():
+    """Capture descriptor 2 while an image is decoded; yields a list that receives the
+    image libraries' lines (:data:`DECODER_LINE`), so that the caller can turn them into
+    its own one line naming the file. Any other line (another thread's, Python's) is
+    written back at the end of the block, which lasts one decode.
+
+    One capture at a time per process (a lock), and a fork waits for it to end, so a
+    forked prepare worker never starts with its descriptor 2 pointing at a capture.
+    With ``HGPIPE_DEBUG=1`` the library's lines are written back as well.
+    """
+    lines = []
+    with _redirect_lock:
+        captured = tempfile.TemporaryFile()
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode("utf-8", "replace")
+            captured.close()
+            _sort_lines(text, lines)
+
+
+_OPENCV_CAUGHT = re.compile(r"^imdecode_\(.*?\): (.*?): OpenCV\(.*? error: \(.*?\) (.*)$")
+
+
+def _readable(line):
+    """OpenCV's report of a decoder exception without its build path and error code:
+    "can't read data: Unexpected end of input stream in function 'readBlock'"."""
+    caught = _OPENCV_CAUGHT.match(line)
+    return "%s: %s" % caught.groups() if caught else line
+
+
+def _sort_lines(text, decoder_lines):
+    """Collect the image libraries' lines; write every other line back to stderr."""
+    kept = []
+    for line in text.splitlines(True):
+        if not line.strip():  # OpenCV's empty line after its own; nothing to lose
+            continue
+        ours = DECODER_LINE.match(line) is not None
+        if ours:
+            decoder_lines.append(_readable(line.strip()))
+        if debug_requested() or not ours:
+            kept.append(line)
+    if kept:
+        sys.stderr.write("".join(kept))
+        sys.stderr.flush()

@@ -2,7 +2,8 @@
 mutations of real files (tests/fuzz_readers.py; ../shared/mpii when present, else
 files of the same formats made there), each case in a child process capped at 2 GiB of
 address space and 20 s per case. Every case must end in success or hgpipe's one-line
-error naming the file; never another exception, a hang or a MemoryError."""
+error naming the file; never another exception, a hang, a MemoryError, or a line on
+stderr (a warning, or an image library's own message)."""
 import json
 import os
 import subprocess
@@ -25,6 +26,9 @@ def test_fuzzed_files_end_in_success_or_one_line(reader, tmp_path):
                           env=dict(os.environ, PYTHONPATH=REPO_ROOT))
     out = proc.stdout.decode(errors="replace")
     assert proc.returncode == 0, out[-4000:] + proc.stderr.decode(errors="replace")[-2000:]
+    # nothing else reached stderr: no warning, and no line of libpng / libjpeg / OpenCV
+    # (decode_image turns those into its one line)
+    assert not proc.stderr.strip(), proc.stderr.decode(errors="replace")[-2000:]
     counts = json.loads(out.strip().splitlines()[-1])
     assert counts["cases"] == CASES[reader]
     assert counts["read"] + counts["refused"] == CASES[reader]

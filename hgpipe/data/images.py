@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from hgpipe.limits import MAX_IMAGE_FILE_BYTES, MAX_IMAGE_PIXELS, megabytes
+from hgpipe.native_stderr import captured_decoder_lines
 
 
 class ImageError(ValueError):
@@ -131,6 +132,44 @@ def _jpeg_size(data):
     return None
 
 
+def _jpeg_first_scan(data):
+    """Offset of the main image's first start-of-scan marker, or None if it has none
+    (segments are skipped by their lengths, so an EXIF thumbnail inside APP1 is not
+    mistaken for the image)."""
+    pos, end = 2, len(data)
+    while pos + 4 <= end:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+        elif marker in _JPEG_NO_LENGTH:
+            pos += 2
+        elif marker == 0xDA:
+            return pos
+        elif marker == 0xD9:
+            return None
+        else:
+            length = (data[pos + 2] << 8) | data[pos + 3]
+            if length < 2:
+                return None
+            pos += 2 + length
+    return None
+
+
+def _check_jpeg_complete(path, data):
+    """A JPEG cut short (a partial download or copy) has no end-of-image marker after
+    its scan data (entropy-coded data never holds FF D9). libjpeg would fill the missing
+    rows with grey, and whether OpenCV hands that image back or None depends on its
+    version, so hgpipe refuses it the same way everywhere."""
+    scan = _jpeg_first_scan(data)
+    if scan is None:
+        raise ImageError(path, "not a decodable image (JPEG without image data)")
+    if data.rfind(b"\xff\xd9") < scan:
+        raise ImageError(path, "truncated JPEG (the file ends before its end-of-image "
+                         "marker)")
+
+
 def declared_size(data):
     """From an image file's bytes: (format, width, height) an image's header declares, read without decoding;
     (format, None, None) when the header gives no size, or None for a format other than
@@ -190,6 +229,11 @@ def decode_image(path, reduction=1):
     ImageError naming the file when it cannot be decoded or declares more pixels or
     bytes than :mod:`hgpipe.limits` allows.
 
+    An image the decoding library reports damaged data in (libjpeg's "Corrupt JPEG
+    data: ...", a libpng warning) is refused even when it decodes, and so is a JPEG
+    cut short: what was lost was filled in by guesswork. The library's own lines never
+    reach stderr; the ImageError says what they said.
+
     Reduced pixel ``r`` covers full-size pixels ``[f*r, f*r + f)``: its centre is the
     full-size (0-based) coordinate ``f*r + (f-1)/2``.
     """
@@ -197,11 +241,19 @@ def decode_image(path, reduction=1):
     if not data:
         raise ImageError(path, "empty file")
     _check_declared(path, data)
-    try:
-        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _REDUCED_FLAGS[reduction])
-    except cv2.error as exc:
-        message = (str(exc).strip().splitlines() or ["OpenCV error"])[-1]
-        raise ImageError(path, "not a decodable image (%s)" % message)
+    if data.startswith(b"\xff\xd8"):
+        _check_jpeg_complete(path, data)
+    failure = None
+    with captured_decoder_lines() as library_lines:
+        try:
+            image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8),
+                                 _REDUCED_FLAGS[reduction])
+        except cv2.error as exc:
+            image, failure = None, (str(exc).strip().splitlines() or ["OpenCV error"])[-1]
+    said = "; ".join(line[:200] for line in library_lines[:2])
     if image is None:
-        raise ImageError(path, "not a decodable image (corrupt or unsupported format)")
+        raise ImageError(path, "not a decodable image (%s)" % (
+            failure or said or "corrupt or unsupported format"))
+    if library_lines:  # decoded, but from damaged data: libjpeg guessed what was lost
+        raise ImageError(path, "damaged image data (%s)" % said)
     return image

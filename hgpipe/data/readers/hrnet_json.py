@@ -42,6 +42,8 @@ def parse_item(item, where):
             raise AnnotationError("%s: joints_vis is not numeric" % (where,))
         if flags.shape != (NUM_JOINTS,):
             raise AnnotationError("%s: joints_vis must have %d entries" % (where, NUM_JOINTS))
+        if not np.all(np.isfinite(flags)):  # NaN > 0 would also warn on numpy < 1.19
+            raise AnnotationError("%s: joints_vis must be finite numbers" % (where,))
         annotated = flags > 0
     else:
         annotated = ~np.all(joints == -1, axis=1)
