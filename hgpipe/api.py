@@ -44,8 +44,9 @@ def prepare(mpii_dir, out_dir, config=None, overrides=(), annotations=None, work
             overwrite=False, echo=print, progress=None):
     """``hgpipe prepare``: annotations + images -> shards; returns the manifest dict.
 
-    ``annotations``: None (found in ``mpii_dir``) or one annotation file (several files,
-    e.g. separate train and val JSONs, are not supported yet). ``progress(total)`` gives a context manager with
+    ``annotations``: None (found in ``mpii_dir``), one annotation file or a list of them
+    (e.g. separate train and val JSONs; a person in two is kept from the first).
+    ``progress(total)`` gives a context manager with
     ``update(n)`` (a tqdm bar); None shows none.
     """
     from hgpipe.data.prepare import prepare_dataset

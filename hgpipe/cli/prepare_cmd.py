@@ -16,9 +16,11 @@ from hgpipe.data.workers import WorkerDied
               help="Dataset folder holding images/ and an annotation file.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Shards directory to write (created; reruns resume).")
-@click.option("--annotations", type=click.Path(dir_okay=False),
+@click.option("--annotations", type=click.Path(dir_okay=False), multiple=True,
               help="Annotation file (default: found in --mpii): official .mat, the JSON "
-                   "conversion (.json/.json.gz), the seed's dataset.txt or mmpose JSON.")
+                   "conversion (.json/.json.gz), the seed's dataset.txt or mmpose JSON. "
+                   "Repeatable (e.g. mmpose's train and val files): a person in two "
+                   "files is kept from the first.")
 @click.option("--workers", type=click.IntRange(1, 256), default=None,
               help="Worker processes [default: all cores].")
 @click.option("--overwrite", is_flag=True,
@@ -35,13 +37,14 @@ def prepare_command(cfg, mpii_dir, out_dir, annotations, workers, overwrite):
     \b
     Examples:
       hgpipe prepare --mpii data/demo --out runs/demo/shards --config configs/tiny.cfg
-      hgpipe prepare --mpii mpii --out shards --annotations mpii/annot/train.json
+      hgpipe prepare --mpii mpii --out shards --annotations mpii/annot/train.json \\
+          --annotations mpii/annot/valid.json
     """
     stop = _StopOnSigterm()
     try:
         with stop, user_errors():
             try:
-                prep.prepare_dataset(cfg, mpii_dir, out_dir, annotations,
+                prep.prepare_dataset(cfg, mpii_dir, out_dir, list(annotations),
                                      workers or os.cpu_count() or 1, overwrite,
                                      echo=click.echo, progress=_progress_bar)
             except WorkerDied:

@@ -28,7 +28,8 @@ from hgpipe.data.augment import preset_of
 from hgpipe.data.context import context_geometry, make_context
 from hgpipe.data.images import (ImageError, ImageLocator, ImageNameError, ImageOutsideError,
                                 decode_image)
-from hgpipe.data.readers import find_annotation_file, read_annotations, validate_records
+from hgpipe.data.readers import (find_annotation_file, read_annotation_files,
+                                 validate_records)
 from hgpipe.data.workers import run_pool
 from hgpipe.data.transforms import (PLAIN, Augmentation, crop_zoom, decode_reduction,
                                     make_sample, person_rng, sample_augmentation)
@@ -473,7 +474,8 @@ def write_manifest(out_dir, cfg, entries, skips, annotation_file, sources):
     manifest = {
         "schema_version": schema.SCHEMA_VERSION,
         "hgpipe_version": __version__,
-        "annotation_file": os.path.basename(annotation_file),
+        "annotation_file": " + ".join(os.path.basename(p) for p in (
+            [annotation_file] if isinstance(annotation_file, str) else annotation_file)),
         "sources": sources,
         "counts": counts,
         "input_size": cfg["DataSetHG"]["img_size"],
@@ -523,8 +525,20 @@ def prepare_dataset(cfg, mpii_dir, out_dir, annotations=None, workers=1, overwri
     """
     if not os.path.isdir(mpii_dir):
         raise ValueError("%s: dataset folder not found" % mpii_dir)
-    annotation_file = annotations or find_annotation_file(mpii_dir)
-    records = read_annotations(annotation_file)
+    if isinstance(annotations, (list, tuple)):
+        paths = list(annotations) or [find_annotation_file(mpii_dir)]
+    else:
+        paths = [annotations or find_annotation_file(mpii_dir)]
+    if len(set(paths)) != len(paths):
+        raise ValueError("%s: the same --annotations file is given twice"
+                         % [p for p in paths if paths.count(p) > 1][0])
+    # several files (e.g. MMPose's train and val JSONs): read in order, a person listed
+    # in two files is kept from the first (readers.read_annotation_files)
+    records, duplicates = read_annotation_files(paths)
+    for path, dropped in duplicates.items():
+        echo("%s: %d persons already read from an earlier --annotations file; the first "
+             "file's record kept" % (path, dropped))
+    annotation_file = " + ".join(paths)
     good, invalid = validate_records(records)
     skips = [invalid_annotation(record, why) for record, why in invalid]
     n_val = sum(1 for r in good if r.is_validation)
@@ -548,7 +562,7 @@ def prepare_dataset(cfg, mpii_dir, out_dir, annotations=None, workers=1, overwri
                            % (annotation_file, len(skips)))
 
     with folder_lock(out_dir):  # one writer per folder, for the whole run
-        return _write_shards(cfg, out_dir, tasks, skips, annotation_file, mpii_dir,
+        return _write_shards(cfg, out_dir, tasks, skips, paths, mpii_dir,
                              workers, overwrite, echo, progress)
 
 

@@ -112,3 +112,33 @@ def read_annotations(path, split=None):
         raise AnnotationError("%s: unknown annotation format (expected .mat, .json, "
                               ".json.gz or .txt)" % (path,))
     return select_split(records, split)
+
+
+def person_key(record):
+    """What makes two records the same person: the official ids when the file has them,
+    else the image and the raw objpos and scale (rounded to 1e-3 px)."""
+    if record.annolist_index > 0 and record.person_index > 0:
+        return ("ids", record.annolist_index, record.person_index)
+    return ("box", record.image_name, round(float(record.center[0]), 3),
+            round(float(record.center[1]), 3), round(float(record.scale), 6))
+
+
+def read_annotation_files(paths):
+    """Records of several annotation files (MMPose's separate train and val JSONs, say),
+    in the order given. The rule for a person found in more than one file (same key, see
+    :func:`person_key`): the first file's record is kept, the later ones are dropped and
+    counted. Returns ``(records, duplicates)``; ``duplicates`` maps each later file to
+    how many of its persons were dropped."""
+    records, seen, duplicates = [], set(), {}
+    for path in paths:
+        dropped = 0
+        for record in read_annotations(path):
+            key = person_key(record)
+            if key in seen:
+                dropped += 1
+                continue
+            seen.add(key)
+            records.append(record)
+        if dropped:
+            duplicates[path] = dropped
+    return records, duplicates
