@@ -230,6 +230,12 @@ SCHEMA = OrderedDict([
     ("Prepare", OrderedDict([
         ("variants", (_positive(int, 1000), 8, "augmented crops per training person")),
         ("sigma", (_positive(float), 1.0, "Gaussian sigma in heatmap pixels")),
+        ("gaussian_fwhm", (_non_negative(float), 0.0,
+                           "if > 0: sigma = fwhm / (2 sqrt(2 ln 2)), the seed's 3 px "
+                           "(datagen.py:229, 243); 0: sigma as set")),
+        ("crop", (_choice("hourglass", "seed_box"), "hourglass",
+                  "hourglass: the papers' centre/scale box; seed_box: the annotated joints' "
+                  "box + 20%, squared (datagen.py:249-298, transforms.seed_box)")),
         ("gaussian_centre", (_choice("float", "pixel"), "float",
                              "Gaussian at the joint's float position, or at its nearest "
                              "heatmap pixel (the references' integer centres; codec.py)")),
@@ -438,6 +444,12 @@ class Config(object):
                               "stem's stride 4 times one 2x2 pooling per hourglass level: "
                               "4 * 2**nLow), got img_size=%d" % (
                                   origin, multiple, n_low, data["img_size"]))
+        prepare = self._values["Prepare"]
+        if prepare["gaussian_fwhm"] > 0:   # one home of the FWHM -> sigma conversion
+            prepare["sigma"] = prepare["gaussian_fwhm"] / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+        if prepare["crop"] != "hourglass" and prepare["geometry"] != "offline":
+            raise ConfigError("%s: [Prepare] crop = %s needs geometry = offline (device "
+                              "geometry cuts the hourglass box)" % (origin, prepare["crop"]))
         sigma = self._values["Prepare"]["sigma"]
         if sigma > data["hm_size"]:
             raise ConfigError("%s: [Prepare] sigma must be at most hm_size (%d heatmap "

@@ -143,7 +143,7 @@ def test_recipe_learning_rate_follows_its_reference(name):
 def test_seed_recipe_is_the_seeds_pipeline():
     """seed_4x256 runs wbenbihi 356e063's own settings: its network and its loss
     (hourglass_tiny.py:160, one mean of sigmoid cross-entropy over maps and stacks), its
-    augmentation (datagen.py:331-338)."""
+    augmentation (datagen.py:331-338), crop and targets (tests/test_seed_pipeline.py)."""
     cfg = _load("seed_4x256")
     assert cfg["Network"]["architecture"] == "seed"
     assert (cfg["Train"]["loss"], cfg["Train"]["stack_loss"],
@@ -152,3 +152,9 @@ def test_seed_recipe_is_the_seeds_pipeline():
     prep, train = cfg["Prepare"], cfg["Train"]
     assert (prep["augmentation"], prep["flip"], prep["color_jitter"]) == ("seed", False, 0.0)
     assert (train["device_flip"], train["device_color"]) == (False, 0.0)
+    # crop: joints' box + 20% (datagen.py:249-298, 422); targets FWHM 3 over the whole
+    # map at integer centres (datagen.py:229, 243, 328)
+    assert (prep["crop"], prep["gaussian_fwhm"], prep["gaussian_centre"],
+            prep["gaussian_window"], prep["geometry"]) == ("seed_box", 3.0, "pixel", 0,
+                                                            "offline")
+    assert prep["sigma"] == pytest.approx(1.27398, abs=1e-5)

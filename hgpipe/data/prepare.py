@@ -121,7 +121,7 @@ def _fingerprint(split, jobs, settings):
 
 
 TARGET_DEFAULTS = {"gaussian_centre": "float", "gaussian_window": 0,
-                   "joint_weight": "supervised"}
+                   "joint_weight": "supervised", "crop": "hourglass", "gaussian_fwhm": 0.0}
 
 
 def shard_settings(cfg):
@@ -311,12 +311,13 @@ def _make_samples(task, settings, progress=None, writer=None):
     per_person = samples_per_person(settings, task.split)
     target = {"centre": settings.get("gaussian_centre", TARGET_DEFAULTS["gaussian_centre"]),
               "window": settings.get("gaussian_window", TARGET_DEFAULTS["gaussian_window"]),
-              "joint_weight": settings.get("joint_weight", TARGET_DEFAULTS["joint_weight"])}
+              "joint_weight": settings.get("joint_weight", TARGET_DEFAULTS["joint_weight"]),
+              "crop": settings.get("crop", TARGET_DEFAULTS["crop"])}
     for job in task.jobs:
         augmentations = [(record, _augmentations(record, task.split, settings))
                          for record in job.records]
-        reduction = decode_reduction([crop_zoom(r, aug, input_size)
-                                      for r, augs in augmentations for aug in augs])
+        reduction = 1 if target["crop"] == "seed_box" else decode_reduction(
+            [crop_zoom(r, aug, input_size) for r, augs in augmentations for aug in augs])
         try:
             image = decode_image(job.path, reduction)
         except ImageError as exc:

@@ -29,11 +29,47 @@ class Augmentation(NamedTuple):
 
 PLAIN = Augmentation()
 
+CROPS = ("hourglass", "seed_box")
+SEED_BOX_MARGIN = 0.2   # datagen.py:422, _crop_data(..., boxp = 0.2)
+
 
 def hourglass_box(center, scale):
     """Raw MPII objpos/scale -> the crop centre and scale the hourglass papers use."""
     center = np.asarray(center, dtype=np.float64)
     return np.array([center[0], center[1] + CENTER_SHIFT_Y * scale]), scale * SCALE_ENLARGE
+
+
+def seed_box(joints, annotated, width, height, margin=SEED_BOX_MARGIN):
+    """The seed's crop (wbenbihi 356e063 ``datagen.py:249-298``, called at :422) as the
+    (centre, scale) of :func:`image_to_crop_affine`.
+
+    Its dataset.txt box is the annotated joints' bounding box (README.md's example rows);
+    ``_crop_data`` widens it by ``int(0.2 * w)`` / ``int(0.2 * h)`` on each side (:264),
+    clamps it to the image, 0..width-1 and 0..height-1 (:265-268), takes the centre
+    ``left + new_w // 2``, ``top + new_h // 2`` of the clamped box (:269-271) and the
+    square of side ``max(new_w, new_h)`` around it, padding with zeros what falls outside
+    the image (:272-285); ``_crop_img`` slices ``[c - L//2, c + L//2)`` (:297), so the crop
+    is ``2 * (L // 2)`` pixels square. The seed indexes its array with MPII's numbers as
+    they are, so those pixels are 1-based image pixels ``c - L//2 + 1 .. c + L//2``,
+    centred at ``c + 0.5``. A box of one point is given a side of 2 pixels (the seed's
+    slice would be empty and its generator would skip the sample, :437).
+
+    Not copied: the seed checks the bottom edge against the width (:282), so a wide box
+    whose square reaches below the image is not padded there and the resize then
+    stretches the shorter crop while its joints are scaled as if it were square;
+    hgpipe pads every side (cv2's constant border), keeping image and joints aligned.
+    """
+    points = np.asarray(joints, dtype=np.float64)[np.asarray(annotated, dtype=bool)]
+    if not len(points):
+        raise ValueError("seed_box: no annotated joint to box")
+    (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
+    dx, dy = int(margin * (x1 - x0)), int(margin * (y1 - y0))
+    left, top = max(x0 - dx, 0), max(y0 - dy, 0)
+    right, bottom = min(x1 + dx, width - 1), min(y1 + dy, height - 1)
+    new_w, new_h = int(right - left), int(bottom - top)
+    cx, cy = left + new_w // 2, top + new_h // 2
+    half = max(max(new_w, new_h) // 2, 1)
+    return np.array([cx + 0.5, cy + 0.5]), 2.0 * half / BOX_PIXELS
 
 
 def image_to_crop_affine(center, scale, input_size, aug=PLAIN):
@@ -146,7 +182,7 @@ def decode_reduction(zooms, largest=8):
 
 def make_sample(image_bgr, record, aug, input_size, heatmap_size, sigma, reduction=1,
                 heatmap_scale=None, out=None, centre="float", window=0,
-                joint_weight="supervised"):
+                joint_weight="supervised", crop="hourglass"):
     """One training/validation sample from a decoded image and a person record.
 
     ``reduction`` is the factor the image was decoded smaller by (see
@@ -160,9 +196,16 @@ def make_sample(image_bgr, record, aug, input_size, heatmap_size, sigma, reducti
     ``joint_weight = "visible"`` also gives weight 0 to joints MPII flags occluded
     (``is_visible`` 0; unknown counts as visible), as bearpaw HEAD's ``target_weight``
     (``pose/datasets/mpii.py:115, 122``); their Gaussians are still drawn, as there.
+    ``crop = "seed_box"`` crops the seed's box (:func:`seed_box`) instead of the
+    hourglass papers' one; the image is then decoded at full size (``reduction`` 1).
     """
     out = out or {}
-    center, scale = hourglass_box(record.center, record.scale)
+    if crop == "seed_box":
+        height, width = image_bgr.shape[:2]
+        center, scale = seed_box(record.joints, record.annotated, width * reduction,
+                                 height * reduction)
+    else:
+        center, scale = hourglass_box(record.center, record.scale)
     to_crop = image_to_crop_affine(center, scale, input_size, aug)
     crop = bgr_to_rgb_with_gains(
         warp_crop(image_bgr, codec.cv2_affine(to_crop, reduction), input_size), aug.gains,
