@@ -204,6 +204,7 @@ def test_predict_center_scale_matches_the_checkpoint_on_the_training_crop(
     assert result.exit_code == 0, result.output
     pose, _ = _read_result(out, path)
     assert pose["box"]["source"] == "center"
+    assert "wrote 1 person from 1 frame to " in result.output
     np.testing.assert_allclose(pose["box"]["objpos"], entry["center"])
 
     record = make_record(entry["image"], entry["joints"], entry["joints_vis"],

@@ -92,11 +92,15 @@ def predict_command(inputs, checkpoint, config_path, center, scale, bbox, detect
     _report(summary)
 
 
+def _count(n, noun):
+    return "%d %s%s" % (n, noun, "" if n == 1 else "s")
+
+
 def _report(summary):
     if summary["jsonl"]:
-        click.echo("wrote %d persons from %d frames to %s (%.1f frames/s)" % (
-            summary["persons"], summary["frames"], summary["jsonl"],
-            summary["frames_per_sec"]))
+        click.echo("wrote %s from %s to %s (%.1f frames/s)" % (
+            _count(summary["persons"], "person"), _count(summary["frames"], "frame"),
+            summary["jsonl"], summary["frames_per_sec"]))
     for path in summary["drawn"]:
         click.echo("wrote %s" % path)
     if summary["frames_without_person"]:
