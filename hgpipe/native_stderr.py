@@ -48,11 +48,9 @@ def debug_requested():
 
 
 @contextlib.contextmanager
-def quiet_native_stderr():
-    """Capture descriptor 2 during the block; replay all but :func:`is_noise` lines."""
-    if debug_requested():
-        yield
-        return
+def _descriptor2_captured(handle_text):
+    """Point descriptor 2 at a temporary file during the block; once it is restored
+    (also when the block raises), hand what was written to ``handle_text``."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
@@ -64,11 +62,27 @@ def quiet_native_stderr():
             os.dup2(saved, 2)
             os.close(saved)
             captured.seek(0)
-            kept = [line for line in captured.read().decode("utf-8", "replace")
-                    .splitlines(True) if not is_noise(line)]
-            if kept:
-                sys.stderr.write("".join(kept))
-                sys.stderr.flush()
+            handle_text(captured.read().decode("utf-8", "replace"))
+
+
+def _write_back(lines):
+    if lines:
+        sys.stderr.write("".join(lines))
+        sys.stderr.flush()
+
+
+def _replay_all_but_noise(text):
+    _write_back([line for line in text.splitlines(True) if not is_noise(line)])
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Capture descriptor 2 during the block; replay all but :func:`is_noise` lines."""
+    if debug_requested():
+        yield
+        return
+    with _descriptor2_captured(_replay_all_but_noise):
+        yield
 
 
 # What the image libraries inside OpenCV print on their own while decoding a damaged
@@ -79,8 +93,8 @@ def quiet_native_stderr():
 # number ..."), and OpenCV's own imgcodecs warnings ("[ WARN:0@0.1] global
 # grfmt_png.cpp:...", and "imdecode_(''): can't read data: OpenCV(4.8.1) ... error:
 # (-2:Unspecified error) Unexpected end of input stream ..." followed by an empty
-# line, for a decoder's exception OpenCV caught). tests/test_image_decode_messages.py and the images fuzz of
-# tests/test_fuzz_readers.py check that no other line leaks out of a decode.
+# line, for a decoder's exception OpenCV caught). tests/test_image_damage.py and the images
+# fuzz of tests/test_fuzz_readers.py check that no other line leaks out of a decode.
 DECODER_LINE = re.compile(
     r"^(libpng (warning|error)|libjpeg|JPEG|Corrupt JPEG|Premature end of JPEG"
     r"|Invalid (JPEG|SOS|component|progression|scan|color|crop|memory pool)"
@@ -116,21 +130,8 @@ def captured_decoder_lines():
     With ``HGPIPE_DEBUG=1`` the library's lines are written back as well.
     """
     lines = []
-    with _redirect_lock:
-        captured = tempfile.TemporaryFile()
-        sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield lines
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            text = captured.read().decode("utf-8", "replace")
-            captured.close()
-            _sort_lines(text, lines)
+    with _redirect_lock, _descriptor2_captured(lambda text: _sort_lines(text, lines)):
+        yield lines
 
 
 _OPENCV_CAUGHT = re.compile(r"^imdecode_\(.*?\): (.*?): OpenCV\(.*? error: \(.*?\) (.*)$")
@@ -154,6 +155,4 @@ def _sort_lines(text, decoder_lines):
             decoder_lines.append(_readable(line.strip()))
         if debug_requested() or not ours:
             kept.append(line)
-    if kept:
-        sys.stderr.write("".join(kept))
-        sys.stderr.flush()
+    _write_back(kept)
