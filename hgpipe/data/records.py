@@ -11,14 +11,14 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from hgpipe.joints import NUM_JOINTS
+from hgpipe.joints import MPII, KeypointSet
 
 
 class PersonRecord(NamedTuple):
     image_name: str                 # file name inside the dataset's images/ folder
-    joints: np.ndarray              # (16, 2) float64, 1-based image pixels; 0 where missing
-    annotated: np.ndarray           # (16,) bool: the joint has a ground-truth position
-    visible: np.ndarray             # (16,) int8: 1 visible, 0 occluded, -1 unknown
+    joints: np.ndarray              # (K, 2) float64, 1-based image pixels; 0 where missing
+    annotated: np.ndarray           # (K,) bool: the joint has a ground-truth position
+    visible: np.ndarray             # (K,) int8: 1 visible, 0 occluded, -1 unknown
     center: np.ndarray              # (2,) float64 raw objpos
     scale: float                    # raw person scale (height / 200 px)
     head_box: Optional[np.ndarray]  # (4,) float64 x1, y1, x2, y2, or None
@@ -26,6 +26,7 @@ class PersonRecord(NamedTuple):
     person_index: int = -1          # 1-based index into annolist(i).annorect (-1 unknown)
     is_validation: bool = False     # member of the Tompson validation split
     source: str = ""                # where it came from, for error messages ("file:row")
+    keypoints: KeypointSet = MPII   # whose K joints these are (hgpipe.joints)
 
     def head_normalizer(self):
         """PCKh normaliser: 0.6 x the head-box diagonal (NaN without a head box)."""
@@ -40,8 +41,10 @@ class PersonRecord(NamedTuple):
             return "centre is not finite (%s)" % (self.center.tolist(),)
         if not (np.isfinite(self.scale) and self.scale > 0):
             return "scale must be a positive number, got %r" % (self.scale,)
-        if self.joints.shape != (NUM_JOINTS, 2):
-            return "expected %d joints, got shape %s" % (NUM_JOINTS, self.joints.shape)
+        k = self.keypoints.num_joints
+        if self.joints.shape != (k, 2):
+            return "expected %d %s joints, got shape %s" % (k, self.keypoints.name,
+                                                          self.joints.shape)
         bad = self.annotated & ~np.all(np.isfinite(self.joints), axis=1)
         if bad.any():
             return "joint %d is annotated but not finite" % int(np.flatnonzero(bad)[0])
@@ -57,12 +60,16 @@ class PersonRecord(NamedTuple):
 
 def make_record(image_name, joints, annotated, visible=None, center=None, scale=None,
                 head_box=None, **extra):
-    """Build a PersonRecord from loosely-typed values (lists, floats), normalising dtypes."""
-    joints = np.asarray(joints, dtype=np.float64).reshape(NUM_JOINTS, 2)
-    annotated = np.asarray(annotated, dtype=bool).reshape(NUM_JOINTS)
+    """Build a PersonRecord from loosely-typed values (lists, floats), normalising dtypes.
+
+    ``keypoints`` (in ``extra``): the record's keypoint set, MPII unless a reader of
+    another dataset says otherwise; the arrays must hold its number of joints."""
+    k = extra.get("keypoints", MPII).num_joints
+    joints = np.asarray(joints, dtype=np.float64).reshape(k, 2)
+    annotated = np.asarray(annotated, dtype=bool).reshape(k)
     if visible is None:
         visible = np.where(annotated, -1, 0)
-    visible = np.asarray(visible, dtype=np.int8).reshape(NUM_JOINTS)
+    visible = np.asarray(visible, dtype=np.int8).reshape(k)
     center = np.asarray(center if center is not None else (np.nan, np.nan),
                         dtype=np.float64).reshape(2)
     scale = float(scale) if scale is not None else float("nan")
