@@ -27,6 +27,11 @@ class PersonRecord(NamedTuple):
     is_validation: bool = False     # member of the Tompson validation split
     source: str = ""                # where it came from, for error messages ("file:row")
     keypoints: KeypointSet = MPII   # whose K joints these are (hgpipe.joints)
+    # COCO-format ground truth that OKS AP needs (hgpipe.eval.keypoint_metrics.oks_ap):
+    # the annotation's segmentation area (OKS scale s^2) and its ids in the source file.
+    area: float = float("nan")      # pixels^2; NaN when the source has none
+    image_id: int = -1              # COCO images[].id (-1 unknown)
+    annotation_id: int = -1         # COCO annotations[].id (-1 unknown)
 
     def head_normalizer(self):
         """PCKh normaliser: 0.6 x the head-box diagonal (NaN without a head box)."""
