@@ -2,7 +2,7 @@
 train, evaluate and predict from ``import hgpipe`` give what the CLI gives.
 
 Tiny on purpose: 6 synthetic images, configs/tiny.cfg shrunk to batch 2, 3 steps; on one
-machine two runs of the same steps are bit-identical (README, *Same numbers every run*).
+machine two runs of the same steps are bit-identical (docs/reproducibility.md).
 """
 import json
 import os

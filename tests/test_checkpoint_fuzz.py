@@ -7,7 +7,7 @@ or memory growth past a bound.
 
 The cases run in a subprocess (this file is its script), so a crash in TensorFlow's
 native reader fails the test with the seed instead of killing pytest, and a hang is a
-timeout. The counts are in the README's "Bad input" list.
+timeout. The counts are in docs/bad-input.md.
 """
 import json
 import os

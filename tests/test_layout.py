@@ -1,7 +1,7 @@
-"""Imports flow one way (README, Layout): a module imports only from lower layers.
+"""Imports flow one way (docs/layout.md): a module imports only from lower layers.
 
 The layers, lowest first; units in one layer do not import each other. A new module
-either fits a layer here or the README's Layout section and this list change together.
+either fits a layer here or docs/layout.md and this list change together.
 """
 import ast
 import os
@@ -71,11 +71,8 @@ def test_imports_flow_one_way():
 
 
 def _readme_layout():
-    with open(os.path.join(REPO_ROOT, "README.md")) as handle:
-        text = handle.read()
-    start = text.index("## Layout")
-    end = text.find("\n## ", start + 1)
-    return text[start:] if end < 0 else text[start:end]
+    with open(os.path.join(REPO_ROOT, "docs", "layout.md")) as handle:
+        return handle.read()
 
 
 def test_readme_layout_names_every_module():

@@ -85,7 +85,7 @@ def test_onnx_without_tf2onnx_is_one_line_and_writes_nothing(logdir, tmp_path, m
 
 
 def test_onnx_export_prints_no_tensorflow_start_up_lines(logdir, tmp_path):
-    """README: TensorFlow's start-up lines are held back. tf2onnx imports more of
+    """docs/bad-input.md: TensorFlow's start-up lines are held back. tf2onnx imports more of
     TensorFlow (and its own logging) when --onnx loads it; checked from a user's shell."""
     import subprocess
     pytest.importorskip("tf2onnx")

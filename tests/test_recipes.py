@@ -12,7 +12,7 @@ from test_seed_network import seed_parameter_count
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
-# trainable parameters of each shipped config (the README's Configuration table)
+# trainable parameters of each shipped config (the recipe tables of README.md and docs/recipes.md)
 PARAMETERS = {
     "seed_4x256": 14500480,    # wbenbihi hourglass_tiny.py, counted from its code
     "newell_hg8": 25434112,    # Newell's hg.lua, nStack 8

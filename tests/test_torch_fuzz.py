@@ -6,7 +6,7 @@ fails the CRC). Every case must end in a result or one TorchFileError line namin
 file, within 10 s, in a process limited to 2 GiB of address space (RLIMIT_AS); a
 MemoryError is a failure too, even converted to one line.
 
-The counts printed (pytest -s) are the README's "Bad input" figures.
+The counts printed (pytest -s) are docs/bad-input.md's figures.
 """
 import json
 import os

@@ -48,7 +48,7 @@ def test_the_payloads_run_under_a_plain_unpickler(tmp_path):
 
 def test_the_reader_refuses_every_hostile_file_unrun(corpus):
     canary, files = corpus
-    assert len(files) == 166  # the README's count
+    assert len(files) == 166  # docs/bad-input.md's count
     for path, says in files:
         with pytest.raises(TorchFileError) as info:
             read_torch_file(path)
