@@ -48,6 +48,12 @@ setup(
                  "onnx==1.14.1; python_version < '3.8'",
                  "onnxruntime==1.10.0; python_version < '3.8'",
                  "tf2onnx; python_version >= '3.8'", "onnxruntime; python_version >= '3.8'"],
+        # only for COCO-format keypoint files (prepare) and OKS AP (pck of such a set):
+        # pycocotools reads the files and scores them (COCOeval). An extra, not a
+        # requirement: MPII and LSP need none of it. On Python 3.7 the py37 lane's
+        # version (2.0.7, the newest with a cp37 wheel)
+        "coco": ["pycocotools==2.0.7; python_version < '3.8'",
+                 "pycocotools>=2.0.7; python_version >= '3.8'"],
     },
     entry_points={"console_scripts": ["hgpipe=hgpipe.cli:main"]},
     classifiers=[

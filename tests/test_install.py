@@ -27,6 +27,7 @@ from conftest import REPO_ROOT
 README = os.path.join(REPO_ROOT, "README.md")
 LANE_37 = os.path.join(REPO_ROOT, "requirements", "py37-tf115.txt")
 ONNX_PACKAGES = ("tf2onnx", "onnx", "onnxruntime")  # the [onnx] extra (export --onnx)
+COCO_PACKAGES = ("pycocotools",)  # the [coco] extra (COCO-format files, OKS AP)
 OFFLINE = ("NewConnectionError", "Temporary failure in name resolution",
            "Network is unreachable", "Failed to establish a new connection")
 
@@ -181,8 +182,8 @@ def test_tf115_extra_installs_what_the_py37_lane_pins(resolved):
             name = match.group(1).lower().replace("_", "-")
             if name == "pytest":
                 continue  # the lane's test runner, not a dependency of hgpipe
-            if name in ONNX_PACKAGES:
-                continue  # optional, pinned by the [onnx] extra: see the test below
+            if name in ONNX_PACKAGES + COCO_PACKAGES:
+                continue  # optional, pinned by the [onnx] / [coco] extra: see below
             assert installs.get(name) == match.group(2), (name, installs.get(name))
 
 
@@ -197,5 +198,16 @@ def test_onnx_extra_pins_the_py37_lane_versions_on_python_37():
         if match and match.group(1).lower() in ONNX_PACKAGES:
             pinned[match.group(1).lower()] = match.group(2)
     assert sorted(pinned) == sorted(ONNX_PACKAGES)
+    for name, version in pinned.items():
+        assert "\"%s==%s; python_version < '3.8'\"" % (name, version) in setup_text, name
+
+
+def test_coco_extra_pins_the_py37_lane_version_on_python_37():
+    """pycocotools is no part of [tf115] either: the [coco] extra pins, on Python 3.7,
+    the version the py37 lane installs and tests (setup.py's text: no network needed)."""
+    setup_text = open(os.path.join(REPO_ROOT, "setup.py")).read()
+    pinned = [re.match(r"([\w.-]+)==([\w.]+)", line.strip()) for line in open(LANE_37)]
+    pinned = dict(m.groups() for m in pinned if m and m.group(1).lower() in COCO_PACKAGES)
+    assert sorted(pinned) == sorted(COCO_PACKAGES)
     for name, version in pinned.items():
         assert "\"%s==%s; python_version < '3.8'\"" % (name, version) in setup_text, name
