@@ -57,7 +57,8 @@ width ``S`` (``x -> S - 1 - x``) is exactly mirroring its heatmap of width ``W``
 (``x -> W - 1 - x``): no one-pixel shift (the shift some code bases add comes from a frame
 without the ``(stride - 1) / 2`` centring).  A mirrored person's left joints are the
 original's right ones: after a flip, joint/channel k holds the original joint
-``FLIP_PERMUTATION[k]`` (:mod:`hgpipe.joints`; the permutation is its own inverse).
+``keypoints.flip_permutation[k]`` (the data's :class:`hgpipe.joints.KeypointSet`, MPII
+unless given; the permutation is its own inverse).
 Prepare folds the mirror into its crop affine
 (:func:`hgpipe.data.transforms.image_to_crop_affine`); the flip test mirrors the input
 with :func:`flip_images` and maps the output back with :func:`flip_heatmaps`; the
@@ -65,7 +66,7 @@ training graph's device-side flip (:mod:`hgpipe.train.augment`) does the same in
 """
 import numpy as np
 
-from hgpipe.joints import FLIP_PERMUTATION, NUM_JOINTS
+from hgpipe.joints import MPII
 
 HEATMAP_SCALE = 255.0  # stored uint8 value = round(gaussian * HEATMAP_SCALE)
 QUARTER_STEP = 0.25    # decode: sub-pixel step toward the higher neighbour
@@ -271,10 +272,11 @@ def heatmaps_to_image_coords(heatmaps, affine, input_size):
 
 
 # ---------------------------------------------------------------- flip
-def swap_left_right(values, axis=0):
-    """Reorder a per-joint array so that index k holds joint ``FLIP_PERMUTATION[k]``:
-    what a mirror does to joint identities (left becomes right)."""
-    return np.take(np.asarray(values), FLIP_PERMUTATION, axis=axis)
+def swap_left_right(values, axis=0, keypoints=MPII):
+    """Reorder a per-joint array so that index k holds joint
+    ``keypoints.flip_permutation[k]``: what a mirror does to joint identities (left
+    becomes right)."""
+    return np.take(np.asarray(values), keypoints.flip_permutation, axis=axis)
 
 
 def flip_images(images):
@@ -282,15 +284,15 @@ def flip_images(images):
     return np.asarray(images)[..., ::-1, :]
 
 
-def flip_joints(joints, width):
+def flip_joints(joints, width, keypoints=MPII):
     """Joint positions (..., J, 2) in a frame of ``width`` pixels (crop or heatmap) ->
     those of the mirrored frame: x -> width - 1 - x, left/right swapped."""
     mirrored = np.array(joints, dtype=np.float64)
     mirrored[..., 0] = (width - 1.0) - mirrored[..., 0]
-    return swap_left_right(mirrored, axis=-2)
+    return swap_left_right(mirrored, axis=-2, keypoints=keypoints)
 
 
-def flip_heatmaps(heatmaps):
+def flip_heatmaps(heatmaps, keypoints=MPII):
     """Heatmaps of a horizontally mirrored input -> heatmaps in the original's frame (and
     back: the operation is its own inverse).
 
@@ -298,10 +300,10 @@ def flip_heatmaps(heatmaps):
     the unflipped output (flip test) adds like to like.  Input (N, H, W, J) or (H, W, J).
     """
     heatmaps = np.asarray(heatmaps)
-    if heatmaps.shape[-1] != NUM_JOINTS:
-        raise ValueError("flip_heatmaps needs %d joint channels last, got shape %s"
-                         % (NUM_JOINTS, heatmaps.shape))
-    return heatmaps[..., ::-1, :][..., list(FLIP_PERMUTATION)]
+    if heatmaps.shape[-1] != keypoints.num_joints:
+        raise ValueError("flip_heatmaps needs %d joint channels last (%s), got shape %s"
+                         % (keypoints.num_joints, keypoints.name, heatmaps.shape))
+    return heatmaps[..., ::-1, :][..., list(keypoints.flip_permutation)]
 
 
 # ---------------------------------------------------------------- the codec object

@@ -49,10 +49,12 @@ def input_size_multiple(n_low, architecture="newell"):
     return STEM_STRIDE * 2 ** (int(n_low) + (1 if architecture == "seed" else 0))
 
 
-def sample_bytes(img_size, hm_size):
+def sample_bytes(img_size, hm_size, num_joints=None):
     """Bytes of one training sample in the feed's batch buffers (uint8 image and
-    heatmaps, float32 weights: :data:`hgpipe.train.feeder.TRAIN_FIELDS`)."""
-    return 3 * img_size ** 2 + NUM_JOINTS * hm_size ** 2 + 4 * NUM_JOINTS
+    heatmaps, float32 weights: :data:`hgpipe.train.feeder.TRAIN_FIELDS`); ``num_joints``
+    the shards' (MPII's 16 if None: a config alone does not know its shards)."""
+    j = NUM_JOINTS if num_joints is None else int(num_joints)
+    return 3 * img_size ** 2 + j * hm_size ** 2 + 4 * j
 
 
 # The feed holds prefetch_batches + 3 batches in memory (hgpipe/train/feeder.py); a
@@ -73,6 +75,26 @@ def _bool(value):
     if text in ("0", "false", "no", "off"):
         return False
     raise ValueError("expected true/false")
+
+
+def _optional_positive_int(value):
+    if value in (None, "", "None"):
+        return None
+    return _positive(int)(value)
+
+
+_optional_positive_int.__name__ = "positive int or None"
+
+
+def check_num_joints(cfg, keypoints, origin):
+    """The shards' keypoint set decides the joints; a config naming another count is
+    refused in one line (a config that names none follows the shards)."""
+    wanted = cfg["DataSetHG"]["num_joints"]
+    if wanted is not None and wanted != keypoints.num_joints:
+        raise ConfigError("%s: [DataSetHG] num_joints = %d, but the shards hold %d %s "
+                          "joints (remove num_joints or prepare %d-joint shards)" % (
+                              origin, wanted, keypoints.num_joints, keypoints.name, wanted))
+    return keypoints.num_joints
 
 
 def _optional_str(value):
@@ -221,7 +243,8 @@ SCHEMA = OrderedDict([
     ("DataSetHG", OrderedDict([
         ("img_size", (_positive(int, 1024), 256, "network input side in pixels")),
         ("hm_size", (_positive(int, 256), 64, "heatmap side in pixels (img_size / 4)")),
-        ("num_joints", (_positive(int), NUM_JOINTS, "joints per person (MPII: 16)")),
+        ("num_joints", (_optional_positive_int, None,
+                        "joints per person; None: the shards' keypoint set's (MPII: 16)")),
         ("training_txt_file", (_optional_str, None, "seed: annotations (use --annotations)")),
         ("img_directory", (_optional_str, None, "seed: image folder (use --mpii)")),
         ("remove_joints", (_any, None, "seed: accepted, must be None")),
@@ -456,7 +479,7 @@ class Config(object):
                               "pixels), got %g" % (origin, data["hm_size"], sigma))
         train = self._values["Train"]
         feed_bytes = ((train["prefetch_batches"] + 3) * train["batch_size"]
-                      * sample_bytes(data["img_size"], data["hm_size"]))
+                      * sample_bytes(data["img_size"], data["hm_size"], data["num_joints"]))
         if feed_bytes > FEED_MEMORY_LIMIT:
             raise ConfigError("%s: [Train] prefetch_batches=%d with batch_size=%d needs "
                               "%.1f GiB of batch buffers (limit %d GiB); lower them" % (
@@ -480,11 +503,11 @@ class Config(object):
 
 def _check_consistency(cfg, origin):
     data = cfg._values["DataSetHG"]
-    if data["num_joints"] != NUM_JOINTS:
-        raise ConfigError("%s: num_joints must be %d (MPII), got %d" % (
-            origin, NUM_JOINTS, data["num_joints"]))
+    # num_joints is checked against the shards' keypoint set when training starts
+    # (check_num_joints): a config alone does not know which set it will train on
     if data["remove_joints"] not in (None, [], ()):
-        raise ConfigError("%s: remove_joints is not supported (MPII uses all 16)" % origin)
+        raise ConfigError("%s: remove_joints is not supported (hgpipe trains every joint "
+                          "of the shards' keypoint set)" % origin)
     if cfg._values["Network"]["mcam"]:
         raise ConfigError("%s: mcam (multi-context attention) is not supported" % origin)
 

@@ -1,39 +1,50 @@
 """Drawing people and heatmaps for eyes: skeletons, heatmap overlays, montages, PNGs.
 
 Used by ``hgpipe inspect`` (what training will see), ``hgpipe predict`` and the
-TensorBoard image summaries; it depends on nothing but the joint order.
+TensorBoard image summaries; it depends on nothing but the keypoint set drawn (its
+skeleton, and its right/left pairs for the colours; MPII unless given).
 """
 import cv2
 import numpy as np
 
 from hgpipe import atomic
-from hgpipe.joints import CENTRE_JOINTS, LEFT_JOINTS, NUM_JOINTS, RIGHT_JOINTS, SKELETON
+from hgpipe.joints import MPII
+
+RIGHT_COLOR, LEFT_COLOR, MIDLINE_COLOR = (255, 80, 40), (40, 140, 255), (60, 220, 60)
 
 
-def joint_color(joint):
-    """Right side warm, left side cool, centre line green (RGB)."""
-    if joint in RIGHT_JOINTS:
-        return (255, 80, 40)
-    if joint in LEFT_JOINTS:
-        return (40, 140, 255)
-    return (60, 220, 60)
+def joint_color(joint, keypoints=MPII):
+    """Right side warm, left side cool, midline green (RGB); sides from the set's
+    flip pairs (right, left)."""
+    if joint in keypoints.right_joints:
+        return RIGHT_COLOR
+    if joint in keypoints.left_joints:
+        return LEFT_COLOR
+    return MIDLINE_COLOR
 
 
-def draw_skeleton(image_rgb, joints, mask=None, radius=3, thickness=2):
-    """Copy of ``image_rgb`` with limbs and joints drawn; joints in 0-based pixels."""
+def draw_skeleton(image_rgb, joints, mask=None, radius=3, thickness=2, keypoints=MPII):
+    """Copy of ``image_rgb`` with ``keypoints``' limbs and joints drawn; joints (K, 2)
+    in 0-based pixels. A limb takes the colour of its side (a midline-to-side limb the
+    side's)."""
     canvas = np.ascontiguousarray(image_rgb).copy()
-    mask = np.ones(NUM_JOINTS, bool) if mask is None else np.asarray(mask, bool)
+    k = keypoints.num_joints
+    if np.shape(joints) != (k, 2):
+        raise ValueError("draw_skeleton: %d %s joints expected, got shape %s"
+                         % (k, keypoints.name, np.shape(joints)))
+    mask = np.ones(k, bool) if mask is None else np.asarray(mask, bool)
     scale = 16  # sub-pixel drawing: cv2 takes fixed-point coordinates with `shift`
     points = np.rint(np.asarray(joints, np.float64) * scale).astype(np.int64)
-    for a, b in SKELETON:
+    midline = keypoints.midline
+    for a, b in keypoints.skeleton:
         if mask[a] and mask[b]:
             cv2.line(canvas, tuple(int(v) for v in points[a]), tuple(int(v) for v in points[b]),
-                     joint_color(a if a not in CENTRE_JOINTS else b), thickness,
+                     joint_color(a if a not in midline else b, keypoints), thickness,
                      cv2.LINE_AA, shift=4)
-    for j in range(NUM_JOINTS):
+    for j in range(k):
         if mask[j]:
             cv2.circle(canvas, tuple(int(v) for v in points[j]), radius * scale,
-                       joint_color(j), -1, cv2.LINE_AA, shift=4)
+                       joint_color(j, keypoints), -1, cv2.LINE_AA, shift=4)
     return canvas
 
 

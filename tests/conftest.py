@@ -110,3 +110,36 @@ def pytest_collection_finish(session):
         import test_install
         if test_install.pip_can_report():
             test_install.start_resolves()
+
+
+def make_synthetic_keypoint_records(root, keypoints, n_images=6, seed=0, size=(160, 200),
+                                    val_every=3):
+    """Textured JPEGs in ``root/images`` and one person record of ``keypoints`` per image
+    (built with make_record, as a reader of that dataset would): every ``val_every``-th
+    person is a validation one, one joint per person unannotated, COCO-style area and ids
+    set. Returns the records."""
+    import cv2
+    import numpy as np
+
+    from hgpipe.data.records import make_record
+
+    rng = np.random.RandomState(seed)
+    images = os.path.join(root, "images")
+    os.makedirs(images)
+    k, (h, w) = keypoints.num_joints, size
+    records = []
+    for i in range(n_images):
+        image = cv2.GaussianBlur(rng.randint(0, 255, (h, w, 3)).astype(np.uint8), (0, 0), 3)
+        name = "kp_%03d.jpg" % i
+        cv2.imwrite(os.path.join(images, name), image)
+        center = np.array([w / 2.0, h / 2.0])
+        joints = center + rng.uniform(-50, 50, size=(k, 2))
+        annotated = np.ones(k, bool)
+        annotated[i % k] = False
+        joints[~annotated] = 0.0
+        records.append(make_record(
+            name, joints, annotated, center=center, scale=0.6, keypoints=keypoints,
+            annolist_index=i + 1, person_index=1, is_validation=(i % val_every == val_every - 1),
+            source="synthetic:%d" % i, area=float(900 + 10 * i), image_id=100 + i,
+            annotation_id=5000 + i))
+    return records

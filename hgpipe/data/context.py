@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from hgpipe import codec
-from hgpipe.joints import FLIP_PERMUTATION
+from hgpipe.joints import MPII
 from hgpipe.data.transforms import (Augmentation, apply_affine, bgr_to_rgb_with_gains,
                                     hourglass_box, image_to_crop_affine, invert_affine,
                                     warp_crop)
@@ -94,11 +94,11 @@ def make_context(image_bgr, record, input_size, geometry, reduction=1, out=None)
     }
 
 
-def context_view(context, joints, annotated, aug, density, input_size):
+def context_view(context, joints, annotated, aug, density, input_size, keypoints=MPII):
     """One fixed draw of the device geometry, computed on the host: the network crop the
     training graph cuts from ``context`` for ``aug`` (rotation, scale, flip), the joints
     in crop pixels (left and right swapped after a mirror, as prepare does) and their
-    annotated flags in that order.
+    annotated flags in that order (``keypoints``: the shards' set, whose pairs swap).
 
     The same matrices as :func:`hgpipe.train.geometry._matrices` (crop offset -> context
     offset ``k R^T F``, k = density x scale, about the crops' centres), warped by OpenCV's
@@ -123,6 +123,6 @@ def context_view(context, joints, annotated, aug, density, input_size):
         np.linalg.inv(to_context).T) + mid
     annotated = np.asarray(annotated) > 0
     if aug.flip:
-        perm = list(FLIP_PERMUTATION)
+        perm = list(keypoints.flip_permutation)
         crop_joints, annotated = crop_joints[perm], annotated[perm]
     return crop, crop_joints, annotated

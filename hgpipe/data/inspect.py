@@ -34,6 +34,9 @@ def report(shards_dir, damaged=None):
     prep = manifest["config"]["Prepare"]   # what prepare recorded: shown, never trusted
     lines.append("  input %d px, heatmaps %d px, sigma %s, %s variants/person, seed %s" % (
         size, hm, prep.get("sigma"), prep.get("variants"), prep.get("seed")))
+    keypoints = schema.keypoints_of(manifest)
+    lines.append("  keypoints: %s (%d joints, scored by %s)" % (
+        keypoints.name, keypoints.num_joints, keypoints.metric))
     lines.append("  skipped persons: %s" % (manifest.get("skipped_count"),))
     by_reason = manifest.get("skipped_by_reason")
     by_reason = by_reason if isinstance(by_reason, dict) else {}
@@ -43,7 +46,7 @@ def report(shards_dir, damaged=None):
     if damaged is not None:
         lines.append(checksum_line(damaged, manifest))
     lines.append("")
-    lines.append(schema.describe(size, hm))
+    lines.append(schema.describe(size, hm, keypoints))
     return "\n".join(lines)
 
 
@@ -67,7 +70,8 @@ def sample_tiles(shards_dir, split="train", count=8, seed=0):
     side = schema.context_side(manifest) if split == "train" else None
     # small crops (the tiny config's 64 px) are enlarged to stay readable
     zoom = max(1, MIN_TILE // size)
-    with shard_checks.open_checked(path, split, size, hm, side) as shard, \
+    with shard_checks.open_checked(path, split, size, hm, side,
+                                   schema.keypoints_of(manifest)) as shard, \
             shard_checks.reading(path):
         n = shard["images"].shape[0]
         for i in sorted(rng.choice(n, size=min(count, n), replace=False)):
@@ -85,7 +89,8 @@ def sample_tiles(shards_dir, split="train", count=8, seed=0):
                 os.path.splitext(shard["image_name"][i].decode("utf-8"))[0],
                 shard["person_index"][i], "draw " if side else "",
                 "flip " if aug.flip else "", aug.rotation, aug.scale)
-            tiles.append(draw.put_label(draw.draw_skeleton(image, joints, weights > 0), label))
+            tiles.append(draw.put_label(draw.draw_skeleton(
+                image, joints, weights > 0, keypoints=schema.keypoints_of(manifest)), label))
             tiles.append(draw.heatmap_overlay(image, heat))
     return tiles
 
@@ -101,7 +106,8 @@ def _device_view(shard, i, manifest, rng):
     aug = Augmentation(rotation, scale, flipped)
     crop, joints, annotated = context_view(shard["images"][i], shard["joints"][i],
                                            shard["weights"][i], aug,
-                                           float(manifest["context_density"]), size)
+                                           float(manifest["context_density"]), size,
+                                           schema.keypoints_of(manifest))
     crop = np.clip(crop * np.asarray(gains, np.float32), 0, 255).astype(np.uint8)
     joints_hm = crop_to_heatmap(joints, size, hm)
     weights = supervised(joints_hm, annotated, hm)

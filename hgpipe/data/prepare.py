@@ -33,6 +33,7 @@ from hgpipe.data.readers import (find_annotation_file, read_annotation_files,
 from hgpipe.data.workers import run_pool
 from hgpipe.data.transforms import (PLAIN, Augmentation, crop_zoom, decode_reduction,
                                     make_sample, person_rng, sample_augmentation)
+from hgpipe.joints import MPII
 from hgpipe.lock import folder_lock
 
 
@@ -108,9 +109,26 @@ class ShardTask(NamedTuple):
 
 
 def _record_key(record):
-    return [record.image_name, record.person_index, record.annolist_index,
-            np.round(record.joints, 4).tolist(), record.annotated.tolist(),
-            np.round(record.center, 4).tolist(), round(record.scale, 6)]
+    key = [record.image_name, record.person_index, record.annolist_index,
+           np.round(record.joints, 4).tolist(), record.annotated.tolist(),
+           np.round(record.center, 4).tolist(), round(record.scale, 6)]
+    if record.keypoints.metric == "oks":   # stored in its val shards (schema.datasets)
+        key += [repr(float(record.area)), int(record.image_id), int(record.annotation_id)]
+    return key
+
+
+def records_keypoints(records, where):
+    """The one keypoint set of ``records`` (MPII for none): a shards folder holds one
+    set, so records of two (an LSP and an MPII file given together) are refused in one
+    line naming ``where`` and the first record of the second set."""
+    found = records[0].keypoints if records else MPII
+    for record in records:
+        if record.keypoints != found:
+            raise PrepareError(
+                "%s: persons of two keypoint sets (%s, then %s at %s); prepare one set "
+                "per shards folder" % (where, found.name, record.keypoints.name,
+                                       record.describe()))
+    return found
 
 
 def _fingerprint(split, jobs, settings):
@@ -124,10 +142,14 @@ TARGET_DEFAULTS = {"gaussian_centre": "float", "gaussian_window": 0,
                    "joint_weight": "supervised", "crop": "hourglass", "gaussian_fwhm": 0.0}
 
 
-def shard_settings(cfg):
-    """The config values that determine shard contents (part of every fingerprint)."""
+def shard_settings(cfg, keypoints=None):
+    """The config values that determine shard contents (part of every fingerprint), and
+    the records' keypoint set when it is not MPII (MPII shards keep the fingerprints
+    they had before sets were recorded)."""
     data, prep = cfg["DataSetHG"], cfg["Prepare"]
     settings = {"input_size": data["img_size"], "heatmap_size": data["hm_size"]}
+    if keypoints is not None and keypoints != MPII:
+        settings["keypoints"] = schema.keypoints_entry(keypoints)
     settings.update((k, v) for k, v in prep.items() if k != "shard_size")
     if settings.get("geometry") == "offline":   # the default: fingerprints as before it
         del settings["geometry"]
@@ -137,6 +159,11 @@ def shard_settings(cfg):
         if settings[key] == default:
             del settings[key]
     return settings
+
+
+def settings_keypoints(settings):
+    """The keypoint set of shard settings (:func:`shard_settings`)."""
+    return schema.keypoints_of(settings)
 
 
 def context_of(settings):
@@ -158,11 +185,13 @@ def samples_per_person(settings, split):
 def _spec(settings, split):
     context = context_of(settings) if split == "train" else None
     return schema.datasets(settings["input_size"], settings["heatmap_size"], split,
-                           context.side if context else None)
+                           context.side if context else None, settings_keypoints(settings))
 
 
-def plan_shards(records, cfg, locator):
+def plan_shards(records, cfg, locator, keypoints=None):
     """Group records into shard tasks; returns (tasks, [Skip, ...]).
+
+    ``keypoints``: the records' one set (:func:`records_keypoints`, found if None).
 
     Train: images in a seeded random order (so consecutive samples are unrelated and a
     reader may take contiguous slices), packed into shards of about ``shard_size``
@@ -170,7 +199,9 @@ def plan_shards(records, cfg, locator):
     shards line up with published ground-truth files), one plain crop each.
     """
     prep = cfg["Prepare"]
-    settings = shard_settings(cfg)
+    if keypoints is None:
+        keypoints = records_keypoints(records, "records")
+    settings = shard_settings(cfg, keypoints)
     skipped = []
     by_split = {"train": collections.OrderedDict(), "val": []}
     for record in records:
@@ -357,6 +388,9 @@ def _make_samples(task, settings, progress=None, writer=None):
                     sample["gt_joints"] = record.joints
                     sample["gt_annotated"] = record.annotated
                     sample["head_normalizer"] = record.head_normalizer()
+                    sample["area"] = record.area   # only in the spec of oks sets
+                    sample["image_id"] = record.image_id
+                    sample["annotation_id"] = record.annotation_id
                 for name in in_memory:
                     if name not in direct:
                         arrays[name][slot] = sample[name]
@@ -467,8 +501,9 @@ def summarize_skipped(skips):
     return collections.Counter(skip.summary_key() for skip in skips)
 
 
-def write_manifest(out_dir, cfg, entries, skips, annotation_file, sources):
-    """``manifest.json`` and ``skipped.json`` (every Skip: person, kind, reason)."""
+def write_manifest(out_dir, cfg, entries, skips, annotation_file, sources, keypoints=None):
+    """``manifest.json`` and ``skipped.json`` (every Skip: person, kind, reason).
+    ``keypoints``: the shards' set (MPII if None), recorded as its JSON."""
     counts = {split: sum(e["count"] for e in entries if e["split"] == split)
               for split in schema.SPLITS}
     entries = sorted(entries, key=lambda e: e["file"])
@@ -482,13 +517,14 @@ def write_manifest(out_dir, cfg, entries, skips, annotation_file, sources):
         "input_size": cfg["DataSetHG"]["img_size"],
         "heatmap_size": cfg["DataSetHG"]["hm_size"],
         "heatmap_scale": HEATMAP_SCALE,
+        "keypoints": schema.keypoints_entry(keypoints or MPII),
         "geometry": cfg["Prepare"]["geometry"],
         "config": cfg.as_dict(),
         "shards": [{k: v for k, v in e.items() if k != "skipped"} for e in entries],
         "skipped_count": len(skips),
         "skipped_by_reason": dict(summarize_skipped(skips)),
     }
-    context = context_of(shard_settings(cfg))
+    context = context_of(shard_settings(cfg, keypoints))
     if context is not None:
         manifest.update(context_side=context.side, context_density=context.density)
     atomic.write_json(os.path.join(out_dir, shards.MANIFEST), manifest)
@@ -539,7 +575,22 @@ def prepare_dataset(cfg, mpii_dir, out_dir, annotations=None, workers=1, overwri
     for path, dropped in duplicates.items():
         echo("%s: %d persons already read from an earlier --annotations file; the first "
              "file's record kept" % (path, dropped))
+    return prepare_records(cfg, records, mpii_dir, out_dir, paths, workers, overwrite, echo,
+                           progress)
+
+
+def prepare_records(cfg, records, dataset_dir, out_dir, annotation_files=("(records)",),
+                    workers=1, overwrite=False, echo=_print, progress=None):
+    """prepare's policy from person records on (:func:`prepare_dataset` after reading
+    its files; a caller with records of its own, from
+    :func:`hgpipe.data.records.make_record`, starts here). ``dataset_dir`` holds the
+    ``images/`` folder; ``annotation_files`` name the records' sources in messages and
+    the manifest. The records' keypoint set (one per folder) sizes and names the shards.
+    """
+    paths = list(annotation_files)
+    mpii_dir = dataset_dir
     annotation_file = " + ".join(paths)
+    keypoints = records_keypoints(records, annotation_file)
     good, invalid = validate_records(records)
     skips = [invalid_annotation(record, why) for record, why in invalid]
     n_val = sum(1 for r in good if r.is_validation)
@@ -549,7 +600,7 @@ def prepare_dataset(cfg, mpii_dir, out_dir, annotations=None, workers=1, overwri
     images_dir = os.path.join(mpii_dir, "images")
     if not os.path.isdir(images_dir):
         raise ValueError("%s: no images/ folder" % mpii_dir)
-    tasks, unplanned = plan_shards(good, cfg, ImageLocator(images_dir))
+    tasks, unplanned = plan_shards(good, cfg, ImageLocator(images_dir), keypoints)
     skips += unplanned
     missing = sum(1 for s in unplanned if s.kind == SkipKind.IMAGE_NOT_FOUND)
     if missing:
@@ -564,11 +615,11 @@ def prepare_dataset(cfg, mpii_dir, out_dir, annotations=None, workers=1, overwri
 
     with folder_lock(out_dir):  # one writer per folder, for the whole run
         return _write_shards(cfg, out_dir, tasks, skips, paths, mpii_dir,
-                             workers, overwrite, echo, progress)
+                             workers, overwrite, echo, progress, keypoints)
 
 
 def _write_shards(cfg, out_dir, tasks, skips, annotation_file, mpii_dir, workers,
-                  overwrite, echo, progress):
+                  overwrite, echo, progress, keypoints=MPII):
     shard_records.remove_leftovers(out_dir)
     if overwrite:  # nothing of the old config stays, not even its manifest
         shard_records.remove_other_shards(out_dir, set(t.file_name for t in tasks))
@@ -577,7 +628,7 @@ def _write_shards(cfg, out_dir, tasks, skips, annotation_file, mpii_dir, workers
         echo("resuming: %d of %d shards already complete" % (len(entries), len(tasks)))
     with (progress or (lambda total: _NoProgress()))(sum(t.samples for t in todo)) as bar:
         try:
-            entries += run_tasks(todo, shard_settings(cfg), out_dir,
+            entries += run_tasks(todo, shard_settings(cfg, keypoints), out_dir,
                                  min(workers, max(1, len(todo))), on_progress=bar.update)
         except BaseException:
             # the workers are gone (stopped and joined); what they were writing is
@@ -588,7 +639,7 @@ def _write_shards(cfg, out_dir, tasks, skips, annotation_file, mpii_dir, workers
         skips += entry["skipped"]
     _report_unreadable(skips, echo)
     manifest = write_manifest(out_dir, cfg, entries, skips, annotation_file,
-                              {"mpii": os.path.abspath(mpii_dir)})
+                              {"mpii": os.path.abspath(mpii_dir)}, keypoints)
     counts = manifest["counts"]
     echo("wrote %d train + %d val samples in %d shards to %s" % (
         counts["train"], counts["val"], len(manifest["shards"]), out_dir))

@@ -14,10 +14,18 @@ Coordinate frames (*image* 1-based, *crop* and *heatmap* 0-based,
 Heatmaps are stored as uint8 (value / ``codec.HEATMAP_SCALE`` is the Gaussian's height,
 peak 1 -> 255): a quarter of float32's bytes, and uint8 -> float32 on the device is the
 cheapest conversion measured (about 20 us/sample against 90 for float16).
+
+Keypoint set: the manifest's ``keypoints`` (:meth:`hgpipe.joints.KeypointSet.to_json`
+as an object) says whose joints the shards hold; J per sample is its joint count. A
+manifest without it (every shard written before keypoint sets) holds MPII's 16. Val
+shards of an ``oks`` set also carry each person's COCO ``area`` and ids, which OKS AP
+needs (:func:`hgpipe.eval.keypoint_metrics.oks_ap`).
 """
+import json
+
 import numpy as np
 
-from hgpipe.joints import NUM_JOINTS
+from hgpipe.joints import MPII, KeypointSet
 
 SCHEMA_VERSION = 1
 MAX_IMAGE_NAME = 64    # bytes of an image file name kept in a shard (longer: skipped)
@@ -29,14 +37,18 @@ def shard_name(split, index):
     return "%s-%05d.h5" % (split, index)
 
 
-def datasets(input_size, heatmap_size, split, context_side=None):
+def datasets(input_size, heatmap_size, split, context_side=None, keypoints=None):
     """Return {name: (per-sample shape, dtype, description)} for one split's shards.
+
+    ``keypoints``: the shards' :class:`hgpipe.joints.KeypointSet` (:func:`keypoints_of`
+    a manifest), MPII if None: J = its joint count.
 
     ``context_side``: train shards of ``[Prepare] geometry = device`` (the manifest's
     ``context_side``), one context crop per person and its joints, no heatmaps
     (:mod:`hgpipe.data.context`; the device renders them). Crop shards (the default,
     and every shard written before context shards existed) leave it None."""
-    s, h, j = int(input_size), int(heatmap_size), NUM_JOINTS
+    keypoints = keypoints or MPII
+    s, h, j = int(input_size), int(heatmap_size), keypoints.num_joints
     if split == "train" and context_side:
         c = int(context_side)
         return {
@@ -71,7 +83,27 @@ def datasets(input_size, heatmap_size, split, context_side=None):
             "gt_annotated": ((j,), np.uint8, "1 if the joint has ground truth"),
             "head_normalizer": ((), np.float32, "PCKh normaliser: 0.6 x head-box diagonal"),
         })
+        if keypoints.metric == "oks":
+            spec.update({
+                "area": ((), np.float64, "OKS scale: the annotation's area (pixels^2)"),
+                "image_id": ((), np.int64, "COCO images[].id (-1 unknown)"),
+                "annotation_id": ((), np.int64, "COCO annotations[].id (-1 unknown)"),
+            })
     return spec
+
+
+def keypoints_of(manifest):
+    """The keypoint set a manifest records (its ``keypoints`` object), MPII for one
+    written before sets were recorded. ValueError if the recorded set is not valid."""
+    recorded = manifest.get("keypoints")
+    if recorded is None:
+        return MPII
+    return KeypointSet.from_json(json.dumps(recorded))
+
+
+def keypoints_entry(keypoints):
+    """What a manifest records for ``keypoints`` (the set's JSON, as an object)."""
+    return json.loads(keypoints.to_json())
 
 
 def context_side(manifest):
@@ -79,12 +111,13 @@ def context_side(manifest):
     return manifest.get("context_side") if manifest.get("geometry") == "device" else None
 
 
-def describe(input_size=256, heatmap_size=64):
+def describe(input_size=256, heatmap_size=64, keypoints=None):
     """Markdown table of the schema (used by ``hgpipe inspect`` and the README)."""
     lines = ["| dataset | shape per sample | dtype | splits | meaning |",
              "| --- | --- | --- | --- | --- |"]
-    train = datasets(input_size, heatmap_size, "train")
-    for name, (shape, dtype, text) in datasets(input_size, heatmap_size, "val").items():
+    train = datasets(input_size, heatmap_size, "train", keypoints=keypoints)
+    for name, (shape, dtype, text) in datasets(input_size, heatmap_size, "val",
+                                               keypoints=keypoints).items():
         splits = "train, val" if name in train else "val"
         lines.append("| %s | %s | %s | %s | %s |" % (
             name, shape, np.dtype(dtype).name, splits, text))

@@ -62,6 +62,10 @@ def check_manifest(manifest, path):
     _require(isinstance(scale, numbers.Real) and not isinstance(scale, bool)
              and np.isfinite(scale) and scale > 0, path,
              "manifest heatmap_scale is %s, expected a positive number" % _short(scale))
+    try:
+        schema.keypoints_of(manifest)
+    except ValueError as exc:
+        raise ShardError("%s: manifest keypoints: %s (re-run 'hgpipe prepare')" % (path, exc))
     side = schema.context_side(manifest)
     _require(side is None or (_is_int(side) and 0 < side <= MAX_SIDE), path,
              "manifest context_side is %s, expected an integer in 1..%d"
@@ -161,12 +165,13 @@ def check_datasets(path, handle, spec, count=None, exact_dtype=True):
     return count
 
 
-def open_checked(path, split, input_size, heatmap_size, context_side=None, fields=None,
-                 count=None):
+def open_checked(path, split, input_size, heatmap_size, context_side=None, keypoints=None,
+                 fields=None, count=None):
     """Open a shard read-only with its ``fields`` (all of the split's schema if None)
     checked; the caller closes it. Raises ShardError naming the file and the field.
-    ``context_side``: train shards of device geometry (:func:`schema.context_side`)."""
-    spec = schema.datasets(input_size, heatmap_size, split, context_side)
+    ``context_side``: train shards of device geometry (:func:`schema.context_side`);
+    ``keypoints``: the manifest's set (:func:`schema.keypoints_of`; None: MPII)."""
+    spec = schema.datasets(input_size, heatmap_size, split, context_side, keypoints)
     if fields is not None:
         spec = {name: spec[name] for name in fields}
     try:
@@ -203,10 +208,11 @@ def reading(path, error=None):
 
 
 def shard_spec(manifest, entry):
-    """(split, input_size, heatmap_size, context_side) a manifest says one of its shards
-    has (context_side: None unless its train shards hold device-geometry context crops)."""
+    """(split, input_size, heatmap_size, context_side, keypoints) a manifest says one of
+    its shards has (context_side: None unless its train shards hold device-geometry
+    context crops; keypoints: the manifest's set, MPII if it records none)."""
     return (entry["split"], manifest["input_size"], manifest["heatmap_size"],
-            schema.context_side(manifest))
+            schema.context_side(manifest), schema.keypoints_of(manifest))
 
 
 def _first(exc):

@@ -215,9 +215,10 @@ def make_sample(image_bgr, record, aug, input_size, heatmap_size, sigma, reducti
     annotated = record.annotated.copy()
     occluded = np.asarray(record.visible) == 0
     if aug.flip:  # the affine mirrored the crop; now swap the joints' identities
-        joints_crop = codec.swap_left_right(joints_crop)
-        annotated = codec.swap_left_right(annotated)
-        occluded = codec.swap_left_right(occluded)
+        keypoints = record.keypoints
+        joints_crop = codec.swap_left_right(joints_crop, keypoints=keypoints)
+        annotated = codec.swap_left_right(annotated, keypoints=keypoints)
+        occluded = codec.swap_left_right(occluded, keypoints=keypoints)
     target = codec.HeatmapCodec(input_size, heatmap_size, sigma, centre, window)
     heatmaps, weights, joints_hm = target.encode(joints_crop, annotated, heatmap_scale,
                                                  out.get("heatmaps"))

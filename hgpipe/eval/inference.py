@@ -8,7 +8,7 @@ the Ascend NPU compile a graph per input shape.
 import numpy as np
 
 from hgpipe.codec import flip_heatmaps, flip_images, heatmaps_to_image_coords
-from hgpipe.data import shard_checks, shards
+from hgpipe.data import schema, shard_checks, shards
 
 
 def run_batched(run, images, batch_size):
@@ -42,7 +42,8 @@ def read_val_inputs(shards_dir, limit=None):
     for path in shards.shard_paths(shards_dir, "val", manifest):
         with shard_checks.open_checked(path, "val", manifest["input_size"],
                                        manifest["heatmap_size"],
-                                       ("images", "crop_to_image")) as shard, \
+                                       keypoints=schema.keypoints_of(manifest),
+                                       fields=("images", "crop_to_image")) as shard, \
                 shard_checks.reading(path):
             n = shard["images"].shape[0] if remaining is None else min(
                 remaining, shard["images"].shape[0])

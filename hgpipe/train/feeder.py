@@ -87,7 +87,8 @@ class _ShardFile(object):
     """
 
     def __init__(self, path, fields, sizes, count=None):
-        """``sizes``: (split, input_size, heatmap_size, context_side) from the manifest: every
+        """``sizes``: (split, input_size, heatmap_size, context_side, keypoints) from the
+        manifest (:func:`hgpipe.data.shard_checks.shard_spec`): every
         field is checked against (dtype, shape, what the file can hold) before a byte
         of it is read; ``count``: the samples the manifest lists for this shard."""
         self.path = path
@@ -233,7 +234,7 @@ class ShardBatches(object):
         self.paths = shards.shard_paths(shards_dir, split, manifest)
         listed = {os.path.join(shards_dir, e["file"]): e["count"] for e in manifest["shards"]}
         sizes = (split, manifest["input_size"], manifest["heatmap_size"],
-                 schema.context_side(manifest))
+                 schema.context_side(manifest), schema.keypoints_of(manifest))
         if not self.paths:
             raise shards.ShardError("%s: no %s shards" % (shards_dir, split))
         self.batch_size = int(batch_size)
