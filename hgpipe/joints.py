@@ -145,16 +145,19 @@ LSP = KeypointSet(
     skeleton=((0, 1), (1, 2), (3, 4), (4, 5), (2, 8), (3, 9), (6, 7), (7, 8), (8, 12),
               (12, 9), (9, 10), (10, 11), (12, 13)),
     metric="pck_torso",
-    torso=(9, 2))  # left shoulder - right hip: TO BE CHECKED against the cited protocol
+    # PCK's normaliser: left shoulder - right hip, bearpaw/eval_pose utils/eval_pck.m:4, 36
+    # (norm(gt(:,10) - gt(:,3)) in 1-based LSP ids), hgpipe.eval.keypoint_metrics
+    torso=(9, 2))
 
 # --- COCO person keypoints (person_keypoints_*.json's category 1) ------------------------
 COCO_NAMES = ("nose", "left_eye", "right_eye", "left_ear", "right_ear",
               "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
               "left_wrist", "right_wrist", "left_hip", "right_hip",
               "left_knee", "right_knee", "left_ankle", "right_ankle")
-# pycocotools cocoeval.py: kpt_oks_sigmas (Params.setKpParams)
-COCO_SIGMAS = (.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07,
-               .87, .87, .89, .89)
+# pycocotools cocoeval.py Params.setKpParams: kpt_oks_sigmas = np.array([.26, ...]) / 10.0,
+# the values COCOeval computes OKS with (MMPose divides the same list by 10.0 too)
+COCO_SIGMAS = tuple(s / 10.0 for s in (.26, .25, .25, .35, .35, .79, .79, .72, .72, .62,
+                                       .62, 1.07, 1.07, .87, .87, .89, .89))
 COCO_SKELETON_1BASED = ((16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12),
                         (7, 13), (6, 7), (6, 8), (7, 9), (8, 10), (9, 11), (2, 3), (1, 2),
                         (1, 3), (2, 4), (3, 5), (4, 6), (5, 7))

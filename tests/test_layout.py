@@ -10,7 +10,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 LAYERS = (
     ("hgpipe.__init__", "hgpipe.joints", "hgpipe.atomic", "hgpipe.limits",
-     "hgpipe.native_stderr"),
+     "hgpipe.native_stderr", "hgpipe.cocotools"),
     ("hgpipe.tf_compat", "hgpipe.config", "hgpipe.codec", "hgpipe.draw", "hgpipe.lock",
      "hgpipe.staging"),
     ("hgpipe.data", "hgpipe.model"),
