@@ -56,13 +56,18 @@ def prepare(mpii_dir, out_dir, config=None, overrides=(), annotations=None, work
 
 
 def train_model(data_dir, logdir, config, overrides=(), steps=None, device=None, resume=True,
-          input_mode="feed", distributed=None, echo=print, progress=False):
+                input_mode="feed", distributed=None, echo=print, progress=False,
+                resume_from=None, notes=()):
     """``hgpipe train``: returns the summary dict (also ``LOGDIR/train_summary.json``).
 
     ``config`` is required (a path or a Config): the defaults describe the paper's
     4-stack, 256-feature network trained for 200,000 steps, which nobody wants by
-    accident. Raises :class:`hgpipe.train.trainer.TrainingError` when training cannot
-    start or had to stop.
+    accident (the command passes its built-in-defaults Config explicitly, after printing
+    ``notes`` saying so). ``progress``: a tqdm bar when stderr is a terminal (the
+    command's choice), else plain step lines. ``resume_from``: a checkpoint of
+    ``logdir`` to resume instead of its latest. Raises
+    :class:`hgpipe.train.trainer.TrainingError` when training cannot start or had to
+    stop.
     """
     if config is None:
         raise ValueError("train needs a config (e.g. configs/tiny.cfg or a recipe in "
@@ -77,7 +82,8 @@ def train_model(data_dir, logdir, config, overrides=(), steps=None, device=None,
     from hgpipe.train.trainer import Trainer
     return Trainer(cfg, data_dir, logdir, device=device, steps=steps, resume=resume,
                    input_mode=input_mode, echo=echo, progress=progress,
-                   distributed_backend=distributed).run()
+                   distributed_backend=distributed, resume_from=resume_from,
+                   notes=notes).run()
 
 
 def evaluate(checkpoint, data_dir, config=None, flip=False, batch_size=None, out=None,

@@ -5,6 +5,7 @@ Tiny on purpose: 6 synthetic images, configs/tiny.cfg shrunk to batch 2, 3 steps
 machine two runs of the same steps are bit-identical (docs/reproducibility.md).
 """
 import json
+import re
 import os
 
 import cv2
@@ -130,3 +131,50 @@ def test_predict_from_python_is_the_command(notebook, tmp_path):
         boxed, whole = model.predict_many([bgr[0], bgr[0]], color="bgr", boxes=[box, None])
         np.testing.assert_array_equal(whole.joints, poses[0].joints)
         assert boxed.box.source == "bbox" and boxed.to_dict()["box"]["source"] == "bbox"
+
+
+def test_the_train_command_runs_the_api_function(monkeypatch, tmp_path):
+    """One code path: ``hgpipe train`` is :func:`hgpipe.train_model` with the command's
+    options (the config object it built, a bar on a terminal, its notes)."""
+    import hgpipe.api
+    from hgpipe.cli import main
+    calls = []
+
+    def recorded(data_dir, logdir, config, **options):
+        calls.append((data_dir, logdir, config, options))
+        return {"status": "completed"}
+
+    monkeypatch.setattr(hgpipe.api, "train_model", recorded)
+    result = cli_runner().invoke(main, ["train", "--data", str(tmp_path / "s"), "--logdir",
+                                        str(tmp_path / "r"), "--config", TINY_CFG,
+                                        "--steps", "7", "--device", "CUDA"])
+    assert result.exit_code == 0, result.output
+    [(data_dir, logdir, config, options)] = calls
+    assert (data_dir, logdir) == (str(tmp_path / "s"), str(tmp_path / "r"))
+    assert config.sources and options["steps"] == 7 and options["device"] == "gpu"
+    assert options["progress"] is True and options["notes"] == []
+
+
+def _readme_files(command):
+    """The paths README's *Files each command writes* table names for ``command``."""
+    with open(os.path.join(REPO_ROOT, "README.md")) as handle:
+        text = handle.read()
+    section = text[text.index("## Files each command writes"):]
+    section = section[:section.index("\n## ")]
+    row = [line for line in section.splitlines() if line.startswith("| `%s " % command)][0]
+    written = row.split("|")[2]
+    return re.findall(r"`([A-Z]+/[^`]+)`", written)
+
+
+@pytest.mark.parametrize("command,folder", [("prepare", "cli_shards"), ("train", "cli_run")])
+def test_readme_files_table_names_what_the_command_wrote(notebook, command, folder):
+    import glob
+    paths = _readme_files(command)
+    assert len(paths) >= 4
+    missing = []
+    for path in paths:
+        _, rest = path.split("/", 1)
+        rest = re.sub(r"N+", "*", rest)   # train-NNNNN.h5, model.ckpt-N.index
+        if not glob.glob(os.path.join(str(notebook["work"] / folder), rest)):
+            missing.append(path)
+    assert not missing, (missing, sorted(os.listdir(str(notebook["work"] / folder))))

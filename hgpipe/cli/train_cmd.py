@@ -5,7 +5,6 @@ import click
 
 from hgpipe.cli.options import DEVICE, config_options, user_errors
 from hgpipe.config import describe_network
-from hgpipe.data.shards import load_manifest
 
 
 @click.command("train", short_help="Train a Stacked Hourglass on prepared shards.")
@@ -62,18 +61,19 @@ def train_command(cfg, data_dir, logdir, device, steps, resume, resume_from, inp
     for note in notes:  # before anything loads, so a long import does not hide it
         click.echo(note)
     with user_errors():
-        load_manifest(data_dir)  # a wrong --data fails here, before TensorFlow loads
-        if cfg["Train"]["deterministic"]:
-            from hgpipe.train.determinism import request_op_determinism
-            request_op_determinism()  # TensorFlow reads it once, at import
-        from hgpipe.train.trainer import Trainer, TrainingError
-        try:
-            summary = Trainer(cfg, data_dir, logdir, device=device, steps=steps,
-                              resume=resume, input_mode=input_mode, echo=click.echo,
-                              distributed_backend=distributed_backend,
-                              resume_from=resume_from, notes=notes).run()
-        except TrainingError as exc:
-            raise click.ClickException(str(exc))
+        from hgpipe import api
+        try:  # the function hgpipe.train_model is: one code path for both
+            summary = api.train_model(data_dir, logdir, cfg, steps=steps, device=device,
+                                      resume=resume, input_mode=input_mode,
+                                      distributed=distributed_backend, echo=click.echo,
+                                      progress=True, resume_from=resume_from, notes=notes)
+        except Exception as exc:
+            # TrainingError lives with the trainer, which loads TensorFlow: looked up only
+            # once the trainer was imported, so a wrong --data still fails before TF loads
+            trainer = sys.modules.get("hgpipe.train.trainer")
+            if trainer is not None and isinstance(exc, trainer.TrainingError):
+                raise click.ClickException(str(exc))
+            raise
     if summary["status"] == "interrupted":
         sys.exit(130)
 
