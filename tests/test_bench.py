@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import cli_runner, make_synthetic_mpii
+from conftest import REPO_ROOT, cli_runner, make_synthetic_mpii
 from hgpipe.bench import flops as flops_bench
 from hgpipe.bench import mixing
 from hgpipe.bench.report import COLUMNS, format_value
@@ -297,3 +297,25 @@ def test_device_augment_rows_time_the_same_config_with_flip_and_colour(tmp_path)
     assert ratio.target == "< 1.02" and ratio.met == (ratio.value < 1.02)
     assert rows["train.small.device_augment.op_fraction"].value == pytest.approx(
         100 * op_ms / runs[0].step_ms)
+
+
+def test_predict_rows_time_a_folder_run_against_a_process_per_image(tmp_path):
+    """The predict phase on the train phase's model: both rows are real runs of the
+    command (their outputs exist), and the ratio is their quotient."""
+    from hgpipe.bench.runner import QUICK_SIZES, Bench
+    from hgpipe.config import load_config
+    root, _ = make_synthetic_mpii(str(tmp_path / "data"), n_images=4, seed=3)
+    tiny = os.path.join(REPO_ROOT, "configs", "tiny.cfg")
+    sizes = QUICK_SIZES._replace(train_samples=16, train_steps={"tiny": 2},
+                                 predict_images=3, predict_loop=1)
+    bench = Bench(load_config(None), mpii_dir=root, train_configs=[tiny], sizes=sizes,
+                  skip=("online", "prepare", "feed", "distributed"), work_dir=str(tmp_path),
+                  keep=True, progress=False)
+    rows, _, _ = bench.run()
+    by_key = {row.key: row for row in rows}
+    folder, one = by_key["predict.folder"], by_key["predict.per_image"]
+    assert folder.value > 0 and one.value > 0
+    assert by_key["ratio.predict_folder"].value == pytest.approx(folder.value / one.value)
+    with open(os.path.join(bench.work, "predict_folder", "predictions.jsonl")) as handle:
+        assert len(handle.read().splitlines()) == 3
+    assert os.path.isfile(os.path.join(bench.work, "predict_one_0", "predictions.jsonl"))

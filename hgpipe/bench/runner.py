@@ -16,6 +16,7 @@ from hgpipe.bench import feed as feed_bench
 from hgpipe.bench import mixing as mixing_bench
 from hgpipe.bench import online as online_bench
 from hgpipe.bench import distributed as distributed_bench
+from hgpipe.bench import predict as predict_bench
 from hgpipe.bench import prepare as prepare_bench
 from hgpipe.bench import train as train_bench
 from hgpipe.bench.report import BenchError, make_row, ratio_row
@@ -25,7 +26,7 @@ from hgpipe.bench.system import (disk_read_bandwidth, load_average, memcpy_bandw
 from hgpipe.config import load_config
 from hgpipe.data import shards
 
-PHASES = ("online", "prepare", "feed", "train", "distributed")
+PHASES = ("online", "prepare", "feed", "train", "distributed", "predict")
 DEVICE_AUGMENT_CONFIG = "hg2"   # its step time is measured again with device flip + colour
 ONLINE_RATIO_TARGET = ">= 40"
 PREPARE_RATIO_TARGET = ">= 3"   # issue 9
@@ -40,10 +41,12 @@ class BenchSizes(NamedTuple):
     memcpy_bytes: int
     train_steps: dict       # config name -> steps (first one is warm-up)
     train_samples: int      # samples prepared for a train config of another crop size
+    predict_images: int = 64   # images of the folder run (predict phase)
+    predict_loop: int = 8      # images predicted one process each
 
 
 DEFAULT_SIZES = BenchSizes(400, 2048, 3.0, 3, 512 << 20, {"tiny": 30, "hg2": 6}, 512)
-QUICK_SIZES = BenchSizes(40, 256, 0.3, 2, 64 << 20, {"tiny": 4, "hg2": 3}, 128)
+QUICK_SIZES = BenchSizes(40, 256, 0.3, 2, 64 << 20, {"tiny": 4, "hg2": 3}, 128, 8, 2)
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -133,6 +136,10 @@ class Bench(object):
                 self._train_phase(prepared)
                 if "distributed" not in self.skip:  # uses the train phase's shards
                     self._distributed_phase(prepared)
+                if "predict" not in self.skip:      # uses the train phase's model
+                    self._predict_phase()
+            elif "predict" not in self.skip:
+                self.notes.append("predict rows skipped: they time the train phase's model")
         finally:
             if self.keep:
                 self.say("kept scratch files in %s" % self.work)
@@ -390,6 +397,20 @@ class Bench(object):
         self.notes.append("distributed: both processes share this machine's %d cores, so the "
                           "scaling efficiency is what the all-reduce and the sharing cost "
                           "here, not what separate devices would gain" % self.cores)
+
+    def _predict_phase(self):
+        """``hgpipe predict FOLDER`` against a process per image (hgpipe.bench.predict),
+        on the first train config's model."""
+        name = _config_name(self.train_configs[0])
+        sizes = self.sizes
+        self.say("predict: one run over a folder of %d images, then %d runs of one image"
+                 % (sizes.predict_images, sizes.predict_loop))
+        result = predict_bench.measure_predict(
+            os.path.join(self.work, "logdir_%s" % name), list(self.source.paths.values()),
+            sizes.predict_images, sizes.predict_loop, self.work)
+        self._add(predict_bench.predict_rows(result, name))
+        self.say("predict: %.2f images/s in one run, %.2f a process each" % (
+            result.folder_rate, result.loop_rate))
 
     def _train_phase(self, prepared):
         for path in self.train_configs:

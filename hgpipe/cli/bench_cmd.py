@@ -23,10 +23,12 @@ from hgpipe.cli.options import echo_err, user_errors
 @click.option("--quick", is_flag=True,
               help="About a minute: fewer samples and steps (numbers are rougher).")
 @click.option("--skip", multiple=True,
-              type=click.Choice(["online", "prepare", "feed", "train", "distributed"]),
+              type=click.Choice(["online", "prepare", "feed", "train", "distributed",
+                                 "predict"]),
               help="Leave out a phase (repeatable), e.g. --skip train (which also "
-                   "leaves out distributed: 2 Horovod processes vs 1, when Horovod is "
-                   "installed).")
+                   "leaves out distributed, 2 Horovod processes vs 1 when Horovod is "
+                   "installed, and predict, a folder run vs a process per image, which "
+                   "time the train phase's model).")
 @click.option("--workdir", type=click.Path(file_okay=False, exists=True),
               help="Where the scratch shards go [default: the system temp dir]; its "
                    "filesystem is the one the cold-cache rows read.")
