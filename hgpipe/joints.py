@@ -11,6 +11,7 @@ The module-level MPII names (``NUM_JOINTS``, ``R_ANKLE`` ...) stay: MPII's reade
 PCKh are about MPII's joints and nothing else.
 """
 import json
+import math
 from typing import NamedTuple, Optional, Tuple
 
 
@@ -75,8 +76,9 @@ class KeypointSet(NamedTuple):
         if self.metric == "pck_torso" and not self.torso:
             return "metric pck_torso needs a torso pair"
         if self.metric == "oks" and (self.oks_sigmas is None or len(self.oks_sigmas) != n
-                                     or not all(s > 0 for s in self.oks_sigmas)):
-            return "metric oks needs one positive sigma per joint"
+                                     or not all(math.isfinite(s) and s > 0
+                                                for s in self.oks_sigmas)):
+            return "metric oks needs one positive, finite sigma per joint"
         return None
 
     def to_json(self):
@@ -89,18 +91,26 @@ class KeypointSet(NamedTuple):
             raw = json.loads(text)
             keypoints = cls(
                 name=str(raw["name"]), joint_names=tuple(str(n) for n in raw["joint_names"]),
-                flip_pairs=tuple((int(a), int(b)) for a, b in raw["flip_pairs"]),
-                skeleton=tuple((int(a), int(b)) for a, b in raw["skeleton"]),
+                flip_pairs=tuple((_joint_id(a), _joint_id(b)) for a, b in raw["flip_pairs"]),
+                skeleton=tuple((_joint_id(a), _joint_id(b)) for a, b in raw["skeleton"]),
                 metric=str(raw.get("metric", "pckh")),
-                torso=tuple(int(j) for j in raw["torso"]) if raw.get("torso") else None,
+                torso=(tuple(_joint_id(j) for j in raw["torso"]) if raw.get("torso")
+                       else None),
                 oks_sigmas=(tuple(float(s) for s in raw["oks_sigmas"])
                             if raw.get("oks_sigmas") is not None else None))
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:
             raise ValueError("not a keypoint set: %s" % exc)
         problem = keypoints.problem()
         if problem:
             raise ValueError("keypoint set %r: %s" % (keypoints.name, problem))
         return keypoints
+
+
+def _joint_id(value):
+    """A joint id as recorded: a JSON integer (1.5, 1e309 or "3" are refused, not rounded)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("joint id %r is not an integer" % (value,))
+    return value
 
 
 METRICS = ("pckh", "pck_torso", "oks")

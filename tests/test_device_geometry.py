@@ -336,3 +336,44 @@ def test_device_heatmaps_follow_the_target_settings_as_the_codec(centre, window)
         cut += int(np.abs(full - reference).max() > 1e-3)
     assert weights.sum() > 20
     assert (cut > 0) == bool(window)   # the window really cuts something
+
+
+def test_context_weights_follow_joint_weight_visible(tmp_path):
+    """bearpaw HEAD's target_weight (mpii.py:115, 122) with device geometry: a context
+    shard gives an occluded joint weight 0, as the offline path does, so the device's
+    weights (and a weighted loss) leave it out; `supervised` keeps it."""
+    from click.testing import CliRunner
+    from hgpipe.cli import main
+    from hgpipe.data.readers import find_annotation_file, read_annotations
+    from hgpipe.data.shards import shard_paths
+    import h5py
+    import json
+    root, entries = make_synthetic_mpii(str(tmp_path / "data"), n_images=6)
+    for entry in entries:                 # ankles annotated but flagged occluded
+        for joint in (0, 5):
+            entry["joint_self"][joint][2] = 0.0
+    with open(os.path.join(root, "annotations", "mpii_annotations.json"), "w") as out:
+        json.dump(entries, out)
+    records = {(r.image_name, r.person_index): r
+               for r in read_annotations(find_annotation_file(root))}
+    stored = {}
+    for weight in ("visible", "supervised"):
+        out = str(tmp_path / weight)
+        result = CliRunner().invoke(main, [
+            "prepare", "--mpii", root, "--out", out, "--workers", "1",
+            "--set", "DataSetHG.img_size=64", "--set", "DataSetHG.hm_size=16",
+            "--set", "Prepare.geometry=device", "--set", "Prepare.joint_weight=" + weight])
+        assert result.exit_code == 0, result.output
+        for path in shard_paths(out, "train"):
+            with h5py.File(path, "r") as shard:
+                for name, person, w in zip(shard["image_name"][:], shard["person_index"][:],
+                                           shard["weights"][:]):
+                    stored[weight, name.decode(), int(person)] = w
+    occluded = 0
+    for (weight, name, person), w in stored.items():
+        record = records[name, person]
+        expected = record.annotated & ((np.asarray(record.visible) != 0)
+                                       if weight == "visible" else True)
+        np.testing.assert_array_equal(w, expected.astype(np.float32))
+        occluded += int(weight == "visible" and (record.annotated & (record.visible == 0)).sum())
+    assert occluded > 0   # the synthetic persons have occluded joints to leave out

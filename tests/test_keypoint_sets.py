@@ -131,3 +131,22 @@ def test_manifest_without_keypoints_is_mpii_and_a_bad_one_is_one_line(tmp_path):
     with pytest.raises(ShardError) as info:
         load_manifest(out)
     assert str(info.value).startswith(path) and "joint names repeat" in str(info.value)
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("flip_pairs", [[0, float("inf")]], "is not an integer"),   # OverflowError in int()
+    ("flip_pairs", [[0, 1.5]], "is not an integer"),            # int() would round it
+    ("skeleton", [["0", 1]], "is not an integer"),
+    ("torso", [0, True], "is not an integer"),
+    ("oks_sigmas", [float("inf")] * 17, "positive, finite sigma"),
+])
+def test_a_recorded_set_with_non_integer_ids_or_infinite_sigmas_is_refused(field, value,
+                                                                           words):
+    raw = json.loads(joints.COCO.to_json())
+    assert joints.KeypointSet.from_json(json.dumps(raw)) == joints.COCO
+    raw[field] = value
+    if field == "torso":
+        raw["metric"] = "pck_torso"
+    with pytest.raises(ValueError) as info:
+        joints.KeypointSet.from_json(json.dumps(raw))
+    assert words in str(info.value)

@@ -76,9 +76,18 @@ def image_to_context_affine(center, scale, input_size, geometry):
     return image_to_crop_affine(center, scale, geometry.side, Augmentation(scale=zoom_out))
 
 
-def make_context(image_bgr, record, input_size, geometry, reduction=1, out=None):
+def make_context(image_bgr, record, input_size, geometry, reduction=1, out=None,
+                 joint_weight="supervised"):
     """One person's context crop (RGB uint8), joints in context pixels and the
-    shard-schema arrays (``out``: an optional destination for the crop)."""
+    shard-schema arrays (``out``: an optional destination for the crop).
+
+    ``weights`` are what the device gives each joint (times inside-the-crop, after its
+    draws): 1 where annotated; with ``joint_weight = "visible"`` also 0 where MPII flags
+    the joint occluded, as the offline path (:func:`hgpipe.data.transforms.make_sample`)
+    and bearpaw HEAD's ``target_weight`` (``pose/datasets/mpii.py:115, 122``). The device
+    then draws no Gaussian for such a joint where the offline path draws one; its weight
+    is 0 either way, and a weighted loss multiplies the target by the weight, so the loss
+    is the same."""
     center, scale = hourglass_box(record.center, record.scale)
     to_context = image_to_context_affine(center, scale, input_size, geometry)
     crop = bgr_to_rgb_with_gains(
@@ -87,11 +96,19 @@ def make_context(image_bgr, record, input_size, geometry, reduction=1, out=None)
     return {
         "images": crop,
         "joints": apply_affine(to_context, record.joints).astype(np.float32),
-        "weights": record.annotated.astype(np.float32),
+        "weights": context_weights(record, joint_weight),
         "crop_to_image": invert_affine(to_context),
         "center": center.astype(np.float32),
         "scale": np.float32(scale),
     }
+
+
+def context_weights(record, joint_weight="supervised"):
+    """The stored per-joint weights of a context sample (see :func:`make_context`)."""
+    weights = record.annotated.astype(np.float32)
+    if joint_weight == "visible":
+        weights *= np.asarray(record.visible) != 0
+    return weights
 
 
 def context_view(context, joints, annotated, aug, density, input_size, keypoints=MPII):

@@ -158,6 +158,10 @@ def shard_settings(cfg, keypoints=None):
     for key, default in TARGET_DEFAULTS.items():
         if settings[key] == default:
             del settings[key]
+    if settings.get("geometry") == "device" and settings.get("joint_weight") == "visible":
+        # context shards made before their weights followed joint_weight held 1 for
+        # occluded joints: this key makes their fingerprint differ, so they are rebuilt
+        settings["context_weights"] = "visible"
     return settings
 
 
@@ -376,7 +380,7 @@ def _make_samples(task, settings, progress=None, writer=None):
                 direct = rows or {name: arrays[name][slot] for name in streamed}
                 if context is not None:
                     sample = make_context(image, record, input_size, context, reduction,
-                                          direct["images"])
+                                          direct["images"], target["joint_weight"])
                 else:
                     sample = make_sample(image, record, aug, input_size, heatmap_size,
                                          settings["sigma"], reduction, HEATMAP_SCALE, direct,
