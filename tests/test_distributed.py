@@ -27,14 +27,39 @@ def _horovod():
     return os.path.join(os.path.dirname(sys.executable), "horovodrun")
 
 
-def horovodrun(args, timeout=900, env=None, **popen):
-    """``horovodrun -np 2 -H localhost:2 --gloo`` + args; the finished process."""
+def horovodrun(args, timeout=300, env=None, **popen):
+    """``horovodrun -np 2 -H localhost:2 --gloo`` + args; the finished process.
+
+    Each run here takes 30-60 s on 2 loaded cores. One that outlives ``timeout`` is a
+    hang: every rank gets SIGABRT, which faulthandler (PYTHONFAULTHANDLER) answers with
+    the Python stack of each of its threads, and the test fails with that output, so a
+    hang that shows only on some machine is diagnosed from its first occurrence."""
+    import signal
     # run as `python horovodrun`: the script's #! names the venv's build-time folder
     cmd = [sys.executable, _horovod(), "-np", "2", "-H", "localhost:2", "--gloo"] + list(args)
+    import psutil  # a dependency of horovod
     full_env = dict(os.environ, PYTHONPATH=REPO_ROOT, HGPIPE_QUIET_TF="1",
-                    TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS="1", **(env or {}))
-    return subprocess.run(cmd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          timeout=timeout, cwd=popen.get("cwd"))
+                    TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1",
+                    **(env or {}))
+    proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, cwd=popen.get("cwd"))
+    try:
+        output = proc.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            try:
+                if "HOROVOD_RANK" in child.environ() and child.name().startswith("python"):
+                    child.send_signal(signal.SIGABRT)
+            except psutil.Error:  # gone meanwhile
+                pass
+        try:
+            output = proc.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output = proc.communicate()[0]
+        pytest.fail("horovodrun hung for %d s; the ranks' stacks at SIGABRT:\n%s"
+                    % (timeout, output.decode(errors="replace")[-12000:]))
+    return subprocess.CompletedProcess(cmd, proc.returncode, output, None)
 
 
 def _load(out, rank):

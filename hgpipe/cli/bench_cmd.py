@@ -44,8 +44,9 @@ def bench_command(data_dir, mpii_dir, config_path, train_configs, json_path, qui
     reader; how freshly batches mix from epoch to epoch; a few training steps
     of each train config with input wait and GFLOP/s; with Horovod installed, the first
     train config on 2 Horovod/Gloo processes vs 1 (scaling efficiency) and its gradient
-    all-reduce time against the step time. Progress goes to stderr, the
-    Markdown table to stdout. The machine's load is part of the numbers: run it twice.
+    all-reduce time against the step time; `hgpipe predict` over a folder in one
+    process against one process per image (the shell loop it replaces), on the
+    trained model. Progress goes to stderr, the Markdown table to stdout. The machine's load is part of the numbers: run it twice.
 
     \b
     Examples:
