@@ -575,7 +575,10 @@ def prepare_dataset(cfg, mpii_dir, out_dir, annotations=None, workers=1, overwri
                          % [p for p in paths if paths.count(p) > 1][0])
     # several files (e.g. MMPose's train and val JSONs): read in order, a person listed
     # in two files is kept from the first (readers.read_annotation_files)
-    records, duplicates = read_annotation_files(paths)
+    notes = []
+    records, duplicates = read_annotation_files(paths, notes)
+    for line in notes:
+        echo(line)
     for path, dropped in duplicates.items():
         echo("%s: %d persons already read from an earlier --annotations file; the first "
              "file's record kept" % (path, dropped))

@@ -1,15 +1,19 @@
-"""Annotation readers: every supported MPII annotation format -> a list of PersonRecord.
+"""Annotation readers: every supported annotation format -> a list of PersonRecord.
 
-All readers give identical records for the same person (MPII 1-based pixels, raw objpos
-and scale, Tompson validation split marked from :mod:`hgpipe.data.split`), so nothing
-downstream knows which format a user had. :func:`read_annotations` picks the reader from
-the file; :func:`find_annotation_file` finds a known file inside a dataset folder.
+All MPII readers give identical records for the same person (MPII 1-based pixels, raw
+objpos and scale, Tompson validation split marked from :mod:`hgpipe.data.split`), so
+nothing downstream knows which format a user had. Other keypoint sets: LSP's
+``joints.mat`` (:mod:`.lsp_mat`) and COCO-format keypoint files (:mod:`.coco_json`), whose
+records carry their set. :func:`read_annotations` picks the reader from the file's
+content; :func:`find_annotation_file` finds a known file inside a dataset folder.
 """
 import os
 
-from hgpipe.data.readers.common import AnnotationError, check_split, select_split
+from hgpipe.data.readers.coco_json import is_coco_file, read_coco_json, records_from_coco
+from hgpipe.data.readers.common import AnnotationError, RecordList, check_split, select_split
 from hgpipe.data.readers.dataset_txt import read_dataset_txt, write_dataset_txt
 from hgpipe.data.readers.hrnet_json import read_hrnet_json, records_from_items
+from hgpipe.data.readers.lsp_mat import read_lsp_mat
 from hgpipe.data.readers.mat_release import (SCIPY_MAT_ERRORS, check_mat_file,
                                              parse_annorect, read_release_mat,
                                              read_val_detections_mat, unreadable_mat,
@@ -19,7 +23,8 @@ from hgpipe.data.readers.validate import validate_records
 
 __all__ = [
     "AnnotationError", "find_annotation_file", "parse_annorect", "read_annotations",
-    "read_dataset_txt", "read_hrnet_json", "read_mpii_json", "read_release_mat",
+    "read_coco_json", "read_dataset_txt", "read_hrnet_json", "read_lsp_mat",
+    "read_mpii_json", "read_release_mat",
     "read_val_detections_mat", "validate_records", "write_dataset_txt",
 ]
 
@@ -37,6 +42,7 @@ KNOWN_ANNOTATION_FILES = (
     os.path.join("annot", "mpii_annotations.json.gz"),
     "dataset.txt",
     os.path.join("annotations", "dataset.txt"),
+    "joints.mat",   # LSP and LSP extended
 )
 
 
@@ -67,8 +73,10 @@ def _read_mat(path):
         return read_release_mat(path)
     if "annolist" in names and "RELEASE_img_index" in names:
         return read_val_detections_mat(path)
-    raise AnnotationError("%s holds %s: neither the official RELEASE struct nor a val "
-                          "detections.mat" % (path, ", ".join(_shown(n) for n in names[:8])
+    if "joints" in names:
+        return read_lsp_mat(path)
+    raise AnnotationError("%s holds %s: neither the official RELEASE struct, a val "
+                          "detections.mat nor LSP's joints" % (path, ", ".join(_shown(n) for n in names[:8])
                                               or "no variables"))
 
 
@@ -79,20 +87,26 @@ def _shown(name):
 
 def _read_json(path):
     items = load_json(path)
+    if is_coco_file(items):
+        records, notes = records_from_coco(items, path)
+        return RecordList(records, notes)
     first = items[0] if isinstance(items, list) and items else None
     if isinstance(first, dict) and "joint_self" in first:
         return records_from_entries(items, path)
     if isinstance(first, dict) and "image" in first and "center" in first:
         return records_from_items(items, path)
     raise AnnotationError("%s is not a known JSON annotation format (expected a list of "
-                          "objects with joint_self, or with image/center/joints)" % (path,))
+                          "objects with joint_self, or with image/center/joints, or a COCO-"
+                          "format object with images and annotations)" % (path,))
 
 
 def read_annotations(path, split=None):
     """Read any supported annotation file; ``split`` None (all), 'train' or 'val'.
 
-    Formats: official ``.mat`` (RELEASE) or val ``detections.mat``; the MPII JSON
-    conversion or an mmpose/HRNet list (``.json`` / ``.json.gz``); ``dataset.txt``.
+    Formats: official ``.mat`` (RELEASE) or val ``detections.mat``, LSP's ``joints.mat``;
+    the MPII JSON conversion, an mmpose/HRNet list or a COCO-format keypoint file
+    (``.json`` / ``.json.gz``); ``dataset.txt``. The list's ``notes`` (a
+    :class:`RecordList`) are lines about what a reader left out, for a command to print.
     """
     check_split(split)
     path = os.fspath(path)
@@ -111,7 +125,7 @@ def read_annotations(path, split=None):
     else:
         raise AnnotationError("%s: unknown annotation format (expected .mat, .json, "
                               ".json.gz or .txt)" % (path,))
-    return select_split(records, split)
+    return RecordList(select_split(records, split), getattr(records, "notes", ()))
 
 
 def person_key(record):
@@ -123,16 +137,20 @@ def person_key(record):
             round(float(record.center[1]), 3), round(float(record.scale), 6))
 
 
-def read_annotation_files(paths):
+def read_annotation_files(paths, notes=None):
     """Records of several annotation files (MMPose's separate train and val JSONs, say),
     in the order given. The rule for a person found in more than one file (same key, see
     :func:`person_key`): the first file's record is kept, the later ones are dropped and
     counted. Returns ``(records, duplicates)``; ``duplicates`` maps each later file to
-    how many of its persons were dropped."""
+    how many of its persons were dropped. ``notes``: a list the files' notes (what their
+    readers left out, :func:`read_annotations`) are appended to."""
     records, seen, duplicates = [], set(), {}
     for path in paths:
         dropped = 0
-        for record in read_annotations(path):
+        found = read_annotations(path)
+        if notes is not None:
+            notes.extend(found.notes)
+        for record in found:
             key = person_key(record)
             if key in seen:
                 dropped += 1

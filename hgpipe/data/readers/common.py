@@ -17,6 +17,15 @@ class AnnotationError(ValueError):
     """An annotation file is missing, of an unknown format, or malformed (names the file)."""
 
 
+class RecordList(list):
+    """A reader's records with ``notes``: lines about the file a command prints (what a
+    reader left out and why, when that is not an error)."""
+
+    def __init__(self, records=(), notes=()):
+        super(RecordList, self).__init__(records)
+        self.notes = list(notes)
+
+
 def check_file_size(path, limit=MAX_ANNOTATION_BYTES):
     """Refuse an annotation file larger than ``limit`` before reading it (a sparse or
     runaway file must not be read into memory); returns its size."""
