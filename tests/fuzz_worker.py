@@ -1,14 +1,17 @@
-"""Seeded fuzzing of the readers of a user's shards folder and config files, run by
-tests/test_fuzz_inputs.py in a subprocess whose address space is capped
-(``resource.setrlimit(RLIMIT_AS)``), so a case that allocates past the bound fails
-with MemoryError instead of taking the machine.
+"""Seeded fuzzing of the readers of a user's shards folder, config files and keypoint
+annotation files (COCO-format JSON, LSP's joints.mat), run by tests/test_fuzz_inputs.py
+in a subprocess whose address space is capped (``resource.setrlimit(RLIMIT_AS)``), so a
+case that allocates past the bound fails with MemoryError instead of taking the machine.
 
 Every case must end in success or in hgpipe's one-line error (a ShardError,
-EvalFileError or ConfigError, or an OSError that names its file); anything else is
-reported with its traceback. Prints one JSON line: counts, failures, peak RSS.
+EvalFileError, ConfigError or AnnotationError, or an OSError that names its file);
+anything else is reported with its traceback. Prints one JSON line: counts, failures,
+peak RSS.
 
     python tests/fuzz_worker.py shards GOOD_SHARDS_DIR CASES SEED LIMIT_MB
     python tests/fuzz_worker.py configs CONFIGS_DIR CASES SEED LIMIT_MB
+    python tests/fuzz_worker.py coco COCO_JSON CASES SEED LIMIT_MB
+    python tests/fuzz_worker.py lsp WORK_DIR CASES SEED LIMIT_MB   (its seed files made here)
 """
 import json
 import os
@@ -63,9 +66,10 @@ def _mutate_json(value, rng, depth=0):
 
 def _allowed(exc):
     from hgpipe.config import ConfigError
+    from hgpipe.data.readers import AnnotationError
     from hgpipe.data.shards import ShardError
     from hgpipe.eval.pred_files import EvalFileError
-    if isinstance(exc, (ShardError, EvalFileError, ConfigError)):
+    if isinstance(exc, (ShardError, EvalFileError, ConfigError, AnnotationError)):
         return "\n" not in str(exc).strip()
     return isinstance(exc, (OSError, IOError)) and bool(getattr(exc, "filename", None))
 
@@ -146,16 +150,93 @@ def _config_case(configs, work, rng):
     return lambda: load_config(path)
 
 
+def _read(path):
+    from hgpipe.data.readers import read_annotations
+    read_annotations(path)
+
+
+def _slots(value, found):
+    """Every (container, key) of a parsed JSON tree."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) \
+        if isinstance(value, list) else ()
+    for key, item in items:
+        found.append((value, key))
+        _slots(item, found)
+    return found
+
+
+def _mutate_few(tree, rng):
+    """1-3 values of a large tree replaced by odd ones or removed (a mutation per value
+    of _mutate_json would leave no file of hundreds of persons readable)."""
+    slots = _slots(tree, [])
+    for _ in range(rng.randint(1, 3)):
+        container, key = rng.choice(slots)
+        if rng.random() < 0.2 and isinstance(container, dict):
+            container.pop(key, None)
+        elif not isinstance(container, list) or key < len(container):
+            container[key] = rng.choice(_ODD_VALUES)
+    return tree
+
+
+def _coco_case(source, work, rng):
+    """The demo's COCO-format file: a few values of its tree mutated (60%), or bytes."""
+    with open(source, "rb") as handle:
+        data = handle.read()
+    if rng.random() < 0.6:
+        data = json.dumps(_mutate_few(json.loads(data.decode("utf-8")), rng)).encode("utf-8")
+    else:
+        data = _mutate_bytes(data, rng)
+    path = os.path.join(work, rng.choice(["person_keypoints_val.json", "train.json"]))
+    with open(path, "wb") as out:
+        out.write(data)
+    return lambda: _read(path)
+
+
+def _lsp_seeds(work):
+    """joints.mat of both LSP layouts (uncompressed, so byte mutations reach the
+    variable's header and data), with occluded and unlabelled joints."""
+    import numpy as np
+    import scipy.io
+    rng = np.random.RandomState(3)
+    xy = rng.uniform(5, 150, size=(4, 14, 2))
+    seeds = []
+    for name, layout in (("lsp", (2, 1, 0)), ("lspet", (1, 2, 0))):
+        joints = np.concatenate([xy, (rng.rand(4, 14, 1) < 0.3).astype(float)], axis=2)
+        path = os.path.join(work, "%s_joints.mat" % name)
+        scipy.io.savemat(path, {"joints": joints.transpose(layout)})
+        with open(path, "rb") as handle:
+            seeds.append(handle.read())
+    return seeds
+
+
+def _lsp_case(seeds, work, rng):
+    data = rng.choice(seeds)
+    if rng.random() < 0.5:   # bytes replaced in place: the layout parses on
+        data = bytearray(data)
+        for _ in range(rng.randint(1, 6)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        data = bytes(data)
+    else:
+        data = _mutate_bytes(data, rng)
+    path = os.path.join(work, "joints.mat")
+    with open(path, "wb") as out:
+        out.write(data)
+    return lambda: _read(path)
+
+
 def main(argv):
     kind, source, cases, seed, limit_mb = argv[1], argv[2], int(argv[3]), int(argv[4]), \
         int(argv[5])
     limit = limit_mb << 20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     rng = random.Random(seed)
-    make = _shard_case if kind == "shards" else _config_case
+    make = {"shards": _shard_case, "configs": _config_case, "coco": _coco_case,
+            "lsp": _lsp_case}[kind]
     counts = {"cases": 0, "ok": 0, "refused": 0}
     failures = []
     work = tempfile.mkdtemp(prefix="hgpipe-fuzz-")
+    if kind == "lsp":
+        source = _lsp_seeds(work)
     try:
         for number in range(cases):
             run = make(source, work, rng)

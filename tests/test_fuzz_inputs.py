@@ -1,5 +1,6 @@
-"""Bounded, seeded fuzzing of shards folders (HDF5 shards and manifest.json) and config
-files (issue 19, item 5): every case ends in success or one of hgpipe's one-line errors,
+"""Bounded, seeded fuzzing of shards folders (HDF5 shards and manifest.json), config
+files (issue 19, item 5) and the keypoint annotation readers (issue 22: COCO-format JSON,
+LSP's joints.mat): every case ends in success or one of hgpipe's one-line errors,
 never another exception, a hang (subprocess timeout) or memory past a bound (the
 worker's address space is capped; RSS reported). The cases: tests/fuzz_worker.py."""
 import json
@@ -49,4 +50,25 @@ def test_fuzzed_configs_end_in_success_or_one_line():
                     seed=19)
     assert summary["refused"] > CONFIG_CASES // 10 and summary["ok"] > 0, summary
     print("config fuzz: %(cases)d cases, %(ok)d loaded, %(refused)d refused in one line, "
+          "peak RSS %(max_rss_mb)d MB" % summary)
+
+
+COCO_CASES = 300
+LSP_CASES = 300
+
+
+def test_fuzzed_coco_files_end_in_success_or_one_line():
+    pytest.importorskip("pycocotools")
+    source = os.path.join(HERE, os.pardir, "data", "demo_coco", "annotations",
+                          "person_keypoints_val.json")
+    summary = _fuzz("coco", source, COCO_CASES, seed=22)
+    assert summary["refused"] > COCO_CASES // 10 and summary["ok"] > 0, summary
+    print("coco fuzz: %(cases)d cases, %(ok)d read, %(refused)d refused in one line, "
+          "peak RSS %(max_rss_mb)d MB" % summary)
+
+
+def test_fuzzed_lsp_files_end_in_success_or_one_line():
+    summary = _fuzz("lsp", HERE, LSP_CASES, seed=22)
+    assert summary["refused"] > LSP_CASES // 10 and summary["ok"] > 0, summary
+    print("lsp fuzz: %(cases)d cases, %(ok)d read, %(refused)d refused in one line, "
           "peak RSS %(max_rss_mb)d MB" % summary)
