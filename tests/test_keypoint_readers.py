@@ -3,6 +3,7 @@ COCO-format keypoint files, to records of the right set, boxes, split and skip r
 bad files are one line naming the file."""
 import json
 import os
+import struct
 
 import cv2
 import numpy as np
@@ -165,6 +166,29 @@ def test_mat_without_joints_and_truncated_mat(tmp_path):
     with pytest.raises(AnnotationError) as exc_info:
         read_annotations(good)
     _one_line(good, exc_info)
+
+
+@pytest.mark.parametrize("tag, problem", [
+    (struct.pack("<II", 0x4609, 2 * 14 * 3 * 8),
+     "a data element has an unknown type (17929)"),
+    (struct.pack("<II", 9, 2 * 14 * 3 * 8 + 64), "a data element declares 736 bytes where "
+                                                 "672 are left"),
+])
+def test_damaged_mat_tags_are_refused_before_scipy(tmp_path, tag, problem):
+    """scipy's C reader trusts these tags: the flipped type crashed the process (SIGSEGV,
+    found by tests/test_fuzz_inputs.py), so hgpipe.data.readers.mat_size walks them first."""
+    path = str(tmp_path / "joints.mat")
+    scipy.io.savemat(path, {"joints": _lsp_original(np.repeat(PERSON[None], 2, axis=0),
+                                                    np.zeros((2, 14)))})
+    with open(path, "rb") as handle:
+        data = handle.read()
+    real = struct.pack("<II", 9, 2 * 14 * 3 * 8)   # miDOUBLE, the 3 x 14 x 2 values
+    assert data.count(real) == 1
+    with open(path, "wb") as handle:
+        handle.write(data.replace(real, tag))
+    with pytest.raises(AnnotationError) as exc_info:
+        read_annotations(path)
+    assert _one_line(path, exc_info) == "%s: %s" % (path, problem)
 
 
 def test_prepare_lsp_writes_lsp_shards(tmp_path):

@@ -18,9 +18,10 @@ from hgpipe.data.workers import WorkerDied
               help="Shards directory to write (created; reruns resume).")
 @click.option("--annotations", type=click.Path(dir_okay=False), multiple=True,
               help="Annotation file (default: found in --mpii): official .mat, the JSON "
-                   "conversion (.json/.json.gz), the seed's dataset.txt or mmpose JSON. "
-                   "Repeatable (e.g. mmpose's train and val files): a person in two "
-                   "files is kept from the first.")
+                   "conversion (.json/.json.gz), the seed's dataset.txt or mmpose JSON; "
+                   "LSP's joints.mat; a COCO-format keypoint file (the one named val "
+                   "holds the val persons). Repeatable (e.g. mmpose's train and val "
+                   "files): a person in two files is kept from the first.")
 @click.option("--workers", type=click.IntRange(1, 256), default=None,
               help="Worker processes [default: all cores].")
 @click.option("--overwrite", is_flag=True,
@@ -39,6 +40,9 @@ def prepare_command(cfg, mpii_dir, out_dir, annotations, workers, overwrite):
       hgpipe prepare --mpii data/demo --out runs/demo/shards --config configs/tiny.cfg
       hgpipe prepare --mpii mpii --out shards --annotations mpii/annot/train.json \\
           --annotations mpii/annot/valid.json
+      hgpipe prepare --mpii data/demo_coco --out shards_coco \\
+          --annotations data/demo_coco/annotations/person_keypoints_train.json \\
+          --annotations data/demo_coco/annotations/person_keypoints_val.json
     """
     stop = _StopOnSigterm()
     try:
