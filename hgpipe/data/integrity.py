@@ -29,12 +29,17 @@ class ShardVerifier(object):
         for entry in self.manifest["shards"]:
             if self._stop.is_set():
                 return
+            path = os.path.join(self.shards_dir, entry["file"])
             try:
                 problem = shards.shard_problem(self.shards_dir, entry, self.manifest)
             except (IOError, OSError) as exc:
                 problem = "cannot be read (%s)" % (exc.strerror or exc)
+            except Exception as exc:  # noqa: BLE001 - any error is this shard's problem:
+                # one escaping this thread would print a thread traceback and leave
+                # self.problem unset, so the run would go on and save a checkpoint
+                problem = _problem_of(path, exc)
             if problem:
-                damaged.append((os.path.join(self.shards_dir, entry["file"]), problem))
+                damaged.append((path, problem))
         if damaged:
             self.problem = shards.damage_message(damaged)
 
@@ -49,5 +54,25 @@ class ShardVerifier(object):
         if self.problem:
             raise shards.ShardError(self.problem)
 
-    def close(self):
+    def close(self, timeout=120):
+        """Stop checking and wait for the thread to leave the shard it is on.
+
+        Why wait: a daemon thread still inside h5py when the interpreter exits holds
+        h5py's global lock while finalisation frees h5py's objects, which need that
+        lock: the process hung after printing its line, or crashed (SIGSEGV) on exit
+        (tests/test_train_fuzz.py). The thread stops between shards, so this waits for
+        one shard's check at most (``timeout`` is only a guard against a stuck disk)."""
         self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+
+def _problem_of(path, exc):
+    """The text of ``exc`` as one problem of the shard at ``path`` (without its name)."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0][:300] if lines else type(exc).__name__
+    if text.startswith(path + ": "):
+        text = text[len(path) + 2:]
+    if not isinstance(exc, shards.ShardError):
+        text = "cannot be checked (%s: %s)" % (type(exc).__name__, text)
+    return text

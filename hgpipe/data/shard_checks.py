@@ -30,6 +30,10 @@ MAX_INFLATE_RATIO = 1100
 MAX_MANIFEST_BYTES = 64 << 20    # a real manifest is a few KB per thousand shards
 MAX_SIDE = 4096                  # input/heatmap sides a manifest may declare
 SHARD_FILE = re.compile(r"^(train|val)-\d{5,}\.h5$")   # schema.shard_name, nothing else
+# the checksums a manifest entry may carry (prepare writes crc32; older manifests sha256),
+# each as this many hex digits: without one, train's integrity check has nothing to verify
+CHECKSUM_DIGITS = {"crc32": 8, "sha256": 64}
+HEX = re.compile(r"^[0-9a-fA-F]+$")
 
 
 def _is_int(value):
@@ -43,7 +47,8 @@ def _require(condition, path, text):
 
 def check_manifest(manifest, path):
     """Raise ShardError unless ``manifest`` (parsed JSON) has every field readers use,
-    of the right type; shard entries name files inside the folder, each once."""
+    of the right type; shard entries name files inside the folder, each once, with a
+    well-formed checksum (:data:`CHECKSUM_DIGITS`)."""
     _require(isinstance(manifest, dict), path,
              "manifest is a JSON %s, not an object" % type(manifest).__name__)
     version = manifest.get("schema_version")
@@ -102,10 +107,13 @@ def _check_entry(entry, where, path):
             value = entry.get(key)
             _require(_is_int(value) and value >= 0, path, "manifest entry %s has %s %s"
                      % (name, key, _short(value)))
-    for key in ("crc32", "sha256"):
-        if key in entry:
-            _require(isinstance(entry[key], str), path, "manifest entry %s has %s %s"
-                     % (name, key, _short(entry[key])))
+    sums = [key for key in CHECKSUM_DIGITS if key in entry]
+    _require(sums, path, "manifest entry %s has no checksum (crc32 or sha256)" % name)
+    for key in sums:
+        value = entry[key]
+        _require(isinstance(value, str) and len(value) == CHECKSUM_DIGITS[key]
+                 and HEX.match(value), path, "manifest entry %s has %s %s, expected %d hex "
+                 "digits" % (name, key, _short(value), CHECKSUM_DIGITS[key]))
 
 
 def check_record(record):
@@ -113,7 +121,9 @@ def check_record(record):
     return (isinstance(record, dict) and isinstance(record.get("file"), str)
             and bool(SHARD_FILE.match(record["file"]))
             and isinstance(record.get("fingerprint"), str)
-            and _is_int(record.get("bytes")) and isinstance(record.get("crc32"), str))
+            and _is_int(record.get("bytes")) and isinstance(record.get("crc32"), str)
+            and len(record["crc32"]) == CHECKSUM_DIGITS["crc32"]
+            and bool(HEX.match(record["crc32"])))
 
 
 _KINDS = {"f": "f", "i": "iub", "u": "iub", "b": "iub", "S": "S"}   # lossless reads

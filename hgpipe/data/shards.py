@@ -287,7 +287,7 @@ def checksum_matches(path, entry):
     manifests written before CRC-32)."""
     for key, checksum in CHECKSUMS:
         if key in entry:
-            return checksum(path) == entry[key]
+            return checksum(path) == entry[key].lower()
     raise ShardError("%s: the manifest gives no checksum for this shard (re-run prepare)"
                      % path)
 

@@ -364,20 +364,31 @@ class ShardBatches(object):
         return endless(self.epoch, start_epoch, start_batch)
 
 
+class ReaderError(ValueError):
+    """The batch reader thread failed in a way that is not already one of hgpipe's
+    one-line errors (those are re-raised as they are)."""
+
+
 class Prefetcher(object):
     """Runs an iterator in a background thread behind a bounded queue.
 
     ``get()`` returns the next item and accounts the time the caller had to wait; an
-    exception in the thread is re-raised in the caller. ``capacity`` items may be queued,
-    so the producer's buffer ring must hold ``capacity + 2`` batches.
+    exception in the thread is re-raised in the caller (a ValueError or an OSError, the
+    kinds that already name their file, as it is; anything else as one
+    :class:`ReaderError` line). The wait polls the thread: if it ended without handing
+    over an item or its end (closed, or killed by an error it could not queue), ``get``
+    raises instead of waiting forever. ``capacity`` items may be queued, so the
+    producer's buffer ring must hold ``capacity + 2`` batches.
     """
 
     _END = object()
+    POLL_SECONDS = 0.5
 
     def __init__(self, iterator, capacity=8):
         self._iterator = iterator
         self._queue = queue_module.Queue(maxsize=capacity)
         self._stop = threading.Event()
+        self.error = None
         self.wait_seconds = 0.0
         self.items = 0
         self._thread = threading.Thread(target=self._run, name="hgpipe-feeder", daemon=True)
@@ -390,6 +401,7 @@ class Prefetcher(object):
                     return
             self._put((self._END, None))
         except BaseException as exc:  # delivered to the consumer
+            self.error = exc   # kept too: get() raises it even if it cannot be queued
             self._put((self._END, exc))
 
     def _put(self, item):
@@ -402,14 +414,37 @@ class Prefetcher(object):
                 continue
         return False
 
+    def _next(self):
+        while True:
+            try:
+                return self._queue.get(timeout=self.POLL_SECONDS)
+            except queue_module.Empty:
+                if self._thread.is_alive() or not self._queue.empty():
+                    continue
+            try:   # the thread ended: take what it queued last, else report its end
+                return self._queue.get_nowait()
+            except queue_module.Empty:
+                return (self._END, self.error if self.error is not None else ReaderError(
+                    "the batch reader thread ended without a batch (the prefetcher was "
+                    "closed)"))
+
     def get(self):
         start = time.perf_counter()
-        item = self._queue.get()
+        item = self._next()
         self.wait_seconds += time.perf_counter() - start
         if isinstance(item, tuple) and len(item) == 2 and item[0] is self._END:
-            if item[1] is not None:
-                raise item[1]
-            raise StopIteration
+            try:   # the end stays the end for a later get (the queue has room: it ended)
+                self._queue.put_nowait(item)
+            except queue_module.Full:
+                pass
+            error = item[1]
+            if error is None:
+                raise StopIteration
+            if isinstance(error, (ValueError, OSError, KeyboardInterrupt, SystemExit)):
+                raise error
+            first = str(error).strip().splitlines()
+            raise ReaderError("the batch reader thread failed: %s%s" % (
+                type(error).__name__, ": " + first[0][:300] if first else "")) from error
         self.items += 1
         return item
 
