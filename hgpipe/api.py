@@ -92,8 +92,11 @@ def evaluate(checkpoint, data_dir, config=None, flip=False, batch_size=None, out
     predictions file (default ``predictions-val.h5`` beside the checkpoint), score PCKh.
 
     Returns the list of :class:`hgpipe.eval.pckh.PCKhResult` (one per convention);
-    ``results[0].columns["Mean"]`` is the Tompson-table mean. ``report`` passes
-    ``json_path``, ``plot_path``, ``markdown`` on to the printed report.
+    ``results[0].columns["Mean"]`` is the Tompson-table mean. Shards of another keypoint
+    set (LSP, a COCO-format file's) are scored by its metric instead: a list of one
+    :class:`hgpipe.eval.keypoint_metrics.KeypointScore` (``.total``: PCK@0.2 of the
+    torso or OKS AP, in percent). ``report`` passes ``json_path``, ``plot_path``,
+    ``markdown`` on to the printed report.
     """
     from hgpipe.eval.evaluate import evaluate_checkpoint
     return evaluate_checkpoint(checkpoint, data_dir, config, flip, batch_size, out,
@@ -111,6 +114,7 @@ class Model(object):
         self.checkpoint = loaded.checkpoint
         self.config = loaded.cfg
         self.input_size = loaded.input_size
+        self.keypoints = loaded.keypoints   # whose joints it predicts (hgpipe.joints)
 
     def predict(self, image, color, box=None, flip=False):
         """The :class:`~hgpipe.eval.batch_predict.Pose` of the one person in ``image``.

@@ -28,8 +28,9 @@ def export_command(checkpoint, config_path, out_path, input_dtype, batch_size,
                    saved_model_dir, onnx_path):
     """Freeze the inference network of a checkpoint into one GraphDef file.
 
-    Nodes: 'input' (N, S, S, 3) and 'heatmaps' (N, S/4, S/4, 16) float32, the final
-    stack's heatmaps in MPII joint order. Attributes holding default values are stripped,
+    Nodes: 'input' (N, S, S, 3) and 'heatmaps' (N, S/4, S/4, K) float32, the final
+    stack's heatmaps in the joint order of the run's keypoint set (MPII: 16; another
+    set's names go to NAME.keypoints.json beside OUT). Attributes holding default values are stripped,
     so a graph frozen with TensorFlow 2.x loads in TensorFlow 1.15 and vice versa.
 
     \b
@@ -55,6 +56,10 @@ def export_command(checkpoint, config_path, out_path, input_dtype, batch_size,
                 model.checkpoint))
             for line in export.describe_io(model):
                 click.echo(line)
+            beside = export.write_keypoints_beside(model, out_path)
+            if beside:
+                click.echo("wrote %s (the %s keypoint set: joint names, pairs, skeleton)"
+                           % (beside, model.keypoints.name))
             if saved_model_dir:
                 export.write_saved_model(
                     model, saved_model_dir, on_removed=lambda name: click.echo(

@@ -6,13 +6,21 @@ Two modes share one report (:mod:`hgpipe.eval.evaluate`):
   its own report;
 * ``--checkpoint CKPT --data SHARDS`` is :func:`hgpipe.evaluate`: runs the checkpoint
   over the val shards, writes the predictions file and scores it.
+
+Shards of a keypoint set other than MPII are scored by the set's metric (PCK@0.2 of the
+torso, OKS AP; :mod:`hgpipe.eval.evaluate`), in both modes.
 """
+import os
+
 import click
 
 from hgpipe.cli.options import user_errors
 from hgpipe.eval.evaluate import (CONVENTION_CHOICES, DEFAULT_PREDICTIONS_NAME,
-                                  conventions_for, report_pckh, short_name)
-from hgpipe.eval.pred_files import EvalFileError, load_predictions, read_ground_truth
+                                  conventions_for, report_keypoint_file, report_pckh,
+                                  shards_keypoints, short_name)
+from hgpipe.eval.pred_files import (EvalFileError, load_predictions, read_ground_truth,
+                                    read_keypoint_ground_truth)
+from hgpipe.joints import MPII
 
 
 @click.command("pck", short_help="Score predictions files, or a checkpoint, with PCKh.")
@@ -95,13 +103,21 @@ def pck_command(predictions_paths, gt_path, checkpoint, data_dir, config_path, f
                              echo=click.echo, json_path=json_path, plot_path=plot_path,
                              markdown=markdown)
             return
-        gt = read_ground_truth(gt_path)
+        keypoints = shards_keypoints(gt_path) if os.path.isdir(gt_path) else MPII
+        if keypoints != MPII:   # val shards of another keypoint set: its own metric
+            gt = read_keypoint_ground_truth(gt_path)
+        else:
+            gt = read_ground_truth(gt_path)
         if len(set(predictions_paths)) != len(predictions_paths):
             raise click.UsageError("the same --predictions file is given twice")
         if len(predictions_paths) > 1 and (json_path or plot_path):
             raise click.UsageError("--json and --plot take one --predictions file; "
                                    "score the files one at a time for those")
         for k, path in enumerate(predictions_paths):
+            if keypoints != MPII:
+                click.echo("%spredictions: %s" % ("\n" if k else "", path))
+                report_keypoint_file(path, gt, json_path, plot_path, markdown, click.echo)
+                continue
             preds = load_predictions(path)
             click.echo("%spredictions: %s" % ("\n" if k else "", path))
             report_pckh(preds, gt, conventions_for(convention), threshold, json_path,

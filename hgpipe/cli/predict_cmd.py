@@ -45,8 +45,8 @@ def predict_command(inputs, checkpoint, config_path, center, scale, bbox, detect
     --center/--scale or --bbox gives one box for every frame, or --detections gives a
     detector's boxes per image or frame. The model sees one person per box: a box that
     holds other detected persons gets a note. Writes OUT/predictions.jsonl: one line per
-    person (image or frame, box, 16 joints in MPII order: name, x, y in 1-based
-    original pixels, score = heatmap peak). An input that cannot be read, or a box that
+    person (image or frame, box, the joints of the run's keypoint set, MPII's 16 unless
+    it trained on another: name, x, y in 1-based original pixels, score = heatmap peak). An input that cannot be read, or a box that
     cannot be right, is skipped with its reason and the rest goes on; the exit status is
     then 1.
 

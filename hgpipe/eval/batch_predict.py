@@ -18,25 +18,28 @@ import numpy as np
 
 from hgpipe.eval import predict
 from hgpipe.eval.inference import predict_image_coords
-from hgpipe.joints import JOINT_NAMES
+from hgpipe.joints import MPII
 
 COLOR_ORDERS = ("rgb", "bgr")
 
 
 class Pose(NamedTuple):
-    """One person's prediction: ``joints`` (16, 2) x, y in 1-based image pixels (MPII
-    order, :data:`hgpipe.joints.JOINT_NAMES`), ``scores`` (16,) heatmap peaks, the
-    ``box`` (:class:`hgpipe.eval.predict.PersonBox`) the crop was cut around."""
+    """One person's prediction: ``joints`` (K, 2) x, y in 1-based image pixels in the
+    order of ``keypoints`` (the model's :class:`hgpipe.joints.KeypointSet`; MPII's 16,
+    :data:`hgpipe.joints.JOINT_NAMES`), ``scores`` (K,) heatmap peaks, the ``box``
+    (:class:`hgpipe.eval.predict.PersonBox`) the crop was cut around."""
     joints: np.ndarray
     scores: np.ndarray
     box: object
     width: int
     height: int
+    keypoints: object = MPII
 
     def to_dict(self):
-        """The JSON form (one line of ``predictions.jsonl`` without its file fields)."""
+        """The JSON form (one line of ``predictions.jsonl`` without its file fields); a
+        set other than MPII adds its name and skeleton (limbs as pairs of joint ids)."""
         center, scale = self.box.crop()
-        return {
+        record = {
             "width": int(self.width), "height": int(self.height),
             "coordinates": predict.FRAME,
             "box": {"source": self.box.source,
@@ -46,8 +49,12 @@ class Pose(NamedTuple):
                     "crop_side": float(self.box.crop_side())},
             "joints": [{"id": j, "name": name, "x": float(self.joints[j, 0]),
                         "y": float(self.joints[j, 1]), "score": float(self.scores[j])}
-                       for j, name in enumerate(JOINT_NAMES)],
+                       for j, name in enumerate(self.keypoints.joint_names)],
         }
+        if self.keypoints != MPII:
+            record["keypoints"] = self.keypoints.name
+            record["skeleton"] = [[int(a), int(b)] for a, b in self.keypoints.skeleton]
+        return record
 
 
 def check_color(color):
@@ -95,11 +102,12 @@ def predict_crops(model, items, batch_size, flip=False):
     """Poses of ``items``, a list of (BGR image, PersonBox), batched through ``model``."""
     if not items:
         return []
+    keypoints = predict.keypoints_of_model(model)
     crops, affines = zip(*(predict.crop_person(image, box, model.input_size)
                            for image, box in items))
     coords, scores = predict_image_coords(model.run, np.stack(crops), np.stack(affines),
-                                          batch_size, flip)
-    return [Pose(coords[i], scores[i], box, image.shape[1], image.shape[0])
+                                          batch_size, flip, keypoints)
+    return [Pose(coords[i], scores[i], box, image.shape[1], image.shape[0], keypoints)
             for i, (image, box) in enumerate(items)]
 
 
@@ -108,7 +116,8 @@ def draw_poses(image_bgr, poses, min_score):
     the limbs between two such joints."""
     canvas = image_bgr
     for pose in poses:
-        rgb = predict.render_pose(canvas, pose.joints, pose.scores >= min_score)
+        rgb = predict.render_pose(canvas, pose.joints, pose.scores >= min_score,
+                                  pose.keypoints)
         canvas = np.ascontiguousarray(rgb[..., ::-1])
     return canvas
 

@@ -14,6 +14,12 @@ file) is a :class:`CheckpointError`, a ``ValueError`` whose one-line message nam
 file. A damaged checkpoint is told apart from another network by reading it whole
 (:mod:`hgpipe.eval.checkpoint_damage`), and the message names the newest whole
 checkpoint beside it.
+
+The keypoint set a run trained on (:class:`hgpipe.joints.KeypointSet`) is recorded
+beside ``config.ini`` as ``LOGDIR/keypoints.json`` (:data:`KEYPOINTS_FILE`, the set's
+JSON); a logdir without it (every MPII run, every imported one) predicts MPII's 16
+joints. The network is rebuilt with the set's joint count, and the model carries the
+set, so predict, draw and export name and draw its joints.
 """
 import glob
 import os
@@ -23,9 +29,11 @@ import numpy as np
 
 from hgpipe.config import RUN_CONFIG_FILE, describe_network, load_config
 from hgpipe.eval.checkpoint_damage import find_damage, first_line, newest_whole
+from hgpipe.joints import MPII, KeypointSet
 from hgpipe.model.inference import INPUT_DTYPES, build_inference_graph, model_kwargs
 from hgpipe.tf_compat import import_tf
 
+KEYPOINTS_FILE = "keypoints.json"   # the logdir's keypoint set (absent: MPII)
 _CHECKPOINT_SUFFIXES = (".index", ".meta")
 _DATA_SUFFIX = re.compile(r"\.data-\d+-of-\d+$")
 _STEP = re.compile(r"-(\d+)$")
@@ -115,6 +123,29 @@ def load_checkpoint_config(checkpoint_prefix, config_path=None, overrides=()):
     return load_config(find_config(checkpoint_prefix, config_path), overrides)
 
 
+def keypoints_path(logdir):
+    return os.path.join(logdir, KEYPOINTS_FILE)
+
+
+def read_logdir_keypoints(logdir, default=MPII):
+    """The keypoint set ``logdir`` recorded (``keypoints.json``), ``default`` when it
+    records none; CheckpointError naming the file when it is not a valid set."""
+    path = keypoints_path(logdir)
+    if not os.path.isfile(path):
+        return default
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read(1 << 20).decode("utf-8")
+        return KeypointSet.from_json(text)
+    except (OSError, IOError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError("%s: %s" % (path, first_line(exc)))
+
+
+def checkpoint_keypoints(checkpoint_prefix):
+    """The keypoint set of a checkpoint: its logdir's (:func:`read_logdir_keypoints`)."""
+    return read_logdir_keypoints(os.path.dirname(checkpoint_prefix) or ".")
+
+
 # --------------------------------------------------------------------------- restoring
 
 def check_variables_in_checkpoint(checkpoint_prefix, variables, cfg):
@@ -187,13 +218,14 @@ class LoadedModel(SessionModel):
     """A restored inference network in its own graph and session.
 
     ``run(images)`` maps an (N, S, S, 3) batch (uint8 0-255, or float32 0-1 when built
-    with ``input_dtype="float32"``) to the final stack's (N, S/4, S/4, 16) float32
-    heatmaps. With a fixed ``batch_size``, N must equal it (see
+    with ``input_dtype="float32"``) to the final stack's (N, S/4, S/4, K) float32
+    heatmaps, K the joints of ``keypoints`` (MPII: 16). With a fixed ``batch_size``, N must equal it (see
     :func:`hgpipe.eval.inference.run_batched`, which pads the last batch).
     """
 
-    def __init__(self, checkpoint, cfg, graph, session, images, heatmaps):
+    def __init__(self, checkpoint, cfg, graph, session, images, heatmaps, keypoints=MPII):
         self.checkpoint = checkpoint
+        self.keypoints = keypoints      # whose joints the heatmap channels are
         self.cfg = cfg
         self.graph = graph
         self.session = session
@@ -220,12 +252,14 @@ class LoadedModel(SessionModel):
         return self.session.run(self.heatmaps, {self.images: images})
 
 
-def load_model(checkpoint, cfg, batch_size=None, input_dtype="uint8"):
+def load_model(checkpoint, cfg, batch_size=None, input_dtype="uint8", keypoints=None):
     """Build the inference network of ``cfg`` and restore ``checkpoint`` into it.
 
     ``checkpoint`` is a prefix, one of its files or a logdir (its latest checkpoint).
-    ``batch_size`` None makes the batch axis dynamic. Returns a :class:`LoadedModel`;
-    close it (or use it in a ``with`` block) to free the session.
+    ``batch_size`` None makes the batch axis dynamic. ``keypoints``: the set whose
+    joints the network predicts; None: the one the checkpoint's logdir recorded
+    (:func:`checkpoint_keypoints`). Returns a :class:`LoadedModel`; close it (or use it
+    in a ``with`` block) to free the session.
     """
     if input_dtype not in INPUT_DTYPES:
         raise ValueError("input dtype must be one of %s, got %r" % (INPUT_DTYPES, input_dtype))
@@ -234,10 +268,14 @@ def load_model(checkpoint, cfg, batch_size=None, input_dtype="uint8"):
                          % (batch_size,))
     tf = import_tf()
     prefix = resolve_checkpoint(checkpoint)
+    if keypoints is None:
+        keypoints = checkpoint_keypoints(prefix)
+    model_kw = model_kwargs(cfg)
+    model_kw["n_joints"] = keypoints.num_joints
     graph = tf.Graph()
     with graph.as_default():
         images, heatmaps = build_inference_graph(
-            model_kwargs(cfg), cfg["DataSetHG"]["img_size"], input_dtype, batch_size)
+            model_kw, cfg["DataSetHG"]["img_size"], input_dtype, batch_size)
         variables = tf.global_variables()
         check_variables_in_checkpoint(prefix, variables, cfg)
         saver = tf.train.Saver(variables)
@@ -247,7 +285,7 @@ def load_model(checkpoint, cfg, batch_size=None, input_dtype="uint8"):
     except BaseException:
         session.close()
         raise
-    return LoadedModel(prefix, cfg, graph, session, images, heatmaps)
+    return LoadedModel(prefix, cfg, graph, session, images, heatmaps, keypoints)
 
 
 def restore_network(session, saver, prefix, cfg):

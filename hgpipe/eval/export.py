@@ -3,8 +3,11 @@
 A frozen graph is the inference network with every variable turned into a constant: one
 file that TensorFlow, Ascend's ATC converter or TF-TRT load without hgpipe. Its nodes are
 the documented ones of :mod:`hgpipe.model.inference`: ``input`` (N, S, S, 3) uint8 0-255
-or float32 0-1, and ``heatmaps`` (N, S/4, S/4, 16) float32, the last stack's heatmaps in
-MPII joint order.
+or float32 0-1, and ``heatmaps`` (N, S/4, S/4, K) float32, the last stack's heatmaps in
+the joint order of the logdir's keypoint set (MPII's 16 unless it trained on another;
+:func:`hgpipe.eval.checkpoint.checkpoint_keypoints`). The graph holds numbers only: for
+a set other than MPII, :func:`write_keypoints_beside` writes the set's JSON (joint
+names, flip pairs, skeleton) next to the exported file, ``NAME.keypoints.json``.
 
 Portability between TensorFlow versions: newer TensorFlow adds attributes to existing
 ops (``FusedBatchNormV3.exponential_avg_factor`` in 2.2, for instance) and writes them
@@ -22,6 +25,7 @@ import numpy as np
 from hgpipe import atomic
 from hgpipe.eval.checkpoint import SessionModel
 from hgpipe.eval.checkpoint_damage import failed_write
+from hgpipe.joints import MPII
 from hgpipe.staging import staging_folder
 from hgpipe.model.inference import INPUT_NODE, OUTPUT_NODE
 from hgpipe.tf_compat import import_tf
@@ -82,12 +86,34 @@ def describe_io(model):
     in_shape = model.images.shape.as_list()
     out_shape = model.heatmaps.shape.as_list()
     scale = "0-255" if model.input_dtype == "uint8" else "0-1"
-    return [
+    keypoints = getattr(model, "keypoints", None) or MPII
+    lines = [
         "input  node %-9s %-8s %-20s RGB crops, %s" % (
             INPUT_NODE, model.input_dtype, _shape_text(in_shape), scale),
-        "output node %-9s %-8s %-20s final-stack heatmaps, MPII joint order" % (
-            OUTPUT_NODE, model.heatmaps.dtype.name, _shape_text(out_shape)),
+        "output node %-9s %-8s %-20s final-stack heatmaps, %s joint order" % (
+            OUTPUT_NODE, model.heatmaps.dtype.name, _shape_text(out_shape),
+            "MPII" if keypoints == MPII else keypoints.name),
     ]
+    if keypoints != MPII:
+        lines.append("joints (%d): %s" % (keypoints.num_joints,
+                                           ", ".join(keypoints.joint_names)))
+    return lines
+
+
+def keypoints_path_beside(path):
+    """``model.pb`` -> ``model.keypoints.json``."""
+    return os.path.splitext(path)[0] + ".keypoints.json"
+
+
+def write_keypoints_beside(model, path):
+    """For a model of a set other than MPII, its set's JSON next to the exported
+    ``path`` (:func:`keypoints_path_beside`); returns that path, or None for MPII."""
+    keypoints = getattr(model, "keypoints", None) or MPII
+    if keypoints == MPII:
+        return None
+    target = keypoints_path_beside(path)
+    atomic.write_text(target, keypoints.to_json() + "\n")
+    return target
 
 
 def write_saved_model(model, export_dir, on_removed=None):

@@ -9,6 +9,7 @@ import numpy as np
 
 from hgpipe.codec import flip_heatmaps, flip_images, heatmaps_to_image_coords
 from hgpipe.data import schema, shard_checks, shards
+from hgpipe.joints import MPII
 
 
 def run_batched(run, images, batch_size):
@@ -24,13 +25,14 @@ def run_batched(run, images, batch_size):
     return np.concatenate(outputs, axis=0)
 
 
-def predict_heatmaps(run, images, batch_size, flip=False):
+def predict_heatmaps(run, images, batch_size, flip=False, keypoints=MPII):
     """Final-stack heatmaps for uint8 crops; with ``flip`` averaged with the mirrored
-    input's heatmaps mapped back (left/right swapped)."""
+    input's heatmaps mapped back (left/right swapped: ``keypoints``' pairs)."""
     heatmaps = run_batched(run, images, batch_size)
     if flip:
         mirrored = np.ascontiguousarray(flip_images(images))
-        heatmaps = 0.5 * (heatmaps + flip_heatmaps(run_batched(run, mirrored, batch_size)))
+        heatmaps = 0.5 * (heatmaps + flip_heatmaps(run_batched(run, mirrored, batch_size),
+                                                   keypoints))
     return heatmaps
 
 
@@ -58,8 +60,9 @@ def read_val_inputs(shards_dir, limit=None):
     return np.concatenate(images), np.concatenate(affines)
 
 
-def predict_image_coords(run, images, affines, batch_size, flip=False):
-    """Joint positions in original image pixels (1-based) and their confidences."""
-    heatmaps = predict_heatmaps(run, images, batch_size, flip)
+def predict_image_coords(run, images, affines, batch_size, flip=False, keypoints=MPII):
+    """Joint positions in original image pixels (1-based) and their confidences;
+    ``keypoints``: whose joints the heatmap channels are (the flip test swaps its pairs)."""
+    heatmaps = predict_heatmaps(run, images, batch_size, flip, keypoints)
     return heatmaps_to_image_coords(heatmaps, affines, images.shape[1])
 

@@ -1,8 +1,8 @@
 """The frozen inference graph as an ONNX model, through tf2onnx (optional dependency).
 
 Same contract as the frozen graph (:mod:`hgpipe.eval.export`): ONNX input ``input``
-(N, S, S, 3) uint8 0-255 or float32 0-1, NHWC RGB; output ``heatmaps`` (N, S/4, S/4, 16)
-float32, the last stack's heatmaps in MPII joint order. The converter runs on the
+(N, S, S, 3) uint8 0-255 or float32 0-1, NHWC RGB; output ``heatmaps`` (N, S/4, S/4, K)
+float32, the last stack's heatmaps in the run's keypoint set's joint order (MPII: 16). The converter runs on the
 frozen GraphDef (``tf2onnx.convert.from_graph_def``), so what ONNX computes is what
 ``export`` writes, input mean and all. tf2onnx and onnx are imported only here, only
 when ``--onnx`` is asked for.

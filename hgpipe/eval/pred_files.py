@@ -27,6 +27,13 @@ Ground-truth files understood:
   13 quirky joints above have their true values here.  A joint is annotated iff ``part``
   is not (0, 0) -- this matches ``jnt_missing`` exactly.
 * a directory of hgpipe val shards (``val-*.h5``, read in sorted order), or one shard.
+
+Those are MPII's 16 joints, scored by PCKh. Val shards of another keypoint set (their
+manifest's ``keypoints``, :func:`hgpipe.data.schema.keypoints_of`) are read by
+:func:`read_keypoint_ground_truth` into a :class:`KeypointGroundTruth` (K joints, and
+COCO's areas and ids for OKS sets); their predictions files hold (N, K, 2), the
+heatmap peaks (N, K) as ``scores`` and the set's JSON as the ``keypoints`` attribute
+(:func:`write_predictions` with ``keypoints``).
 """
 import glob
 import os
@@ -38,7 +45,7 @@ import numpy as np
 from hgpipe.atomic import atomic_path
 from hgpipe.data import schema, shard_checks
 from hgpipe.data.readers.mat_size import unpacked_size_problem
-from hgpipe.joints import NUM_JOINTS
+from hgpipe.joints import MPII, NUM_JOINTS, KeypointSet
 
 PREDICTIONS_FORMAT = "hgpipe-predictions"
 PREDICTIONS_VERSION = 1
@@ -70,6 +77,29 @@ class Predictions(NamedTuple):
     notes: Tuple[str, ...] = ()  # how the file was read, worth printing with the scores
 
 
+class KeypointGroundTruth(NamedTuple):
+    """The val persons of a keypoint set's shards (any set; its metric scores them)."""
+    keypoints: object           # hgpipe.joints.KeypointSet
+    joints: np.ndarray          # (N, K, 2) float64, 1-based image pixels
+    annotated: np.ndarray       # (N, K) bool
+    source: str = ""
+    area: Optional[np.ndarray] = None           # (N,) oks sets: COCO areas
+    image_id: Optional[np.ndarray] = None       # (N,) oks sets: COCO image ids
+    annotation_id: Optional[np.ndarray] = None  # (N,) oks sets: COCO annotation ids
+    annolist_index: Optional[np.ndarray] = None
+    person_index: Optional[np.ndarray] = None
+
+    @property
+    def num_persons(self):
+        return int(self.joints.shape[0])
+
+    def first(self, n):
+        """The first ``n`` persons (train's val_persons)."""
+        return self._replace(**{name: getattr(self, name)[:n] for name in (
+            "joints", "annotated", "area", "image_id", "annotation_id", "annolist_index",
+            "person_index") if getattr(self, name) is not None})
+
+
 # --------------------------------------------------------------------------- predictions
 
 def load_predictions(path):
@@ -80,15 +110,24 @@ def load_predictions(path):
     return _load_mat_predictions(path)
 
 
-def write_predictions(path, preds, annolist_index=None, person_index=None, attrs=None):
+def write_predictions(path, preds, annolist_index=None, person_index=None, attrs=None,
+                      keypoints=MPII, scores=None):
     """Write hgpipe's predictions file atomically (temp file in the same folder + rename).
 
-    ``preds`` is ``(N, 16, 2)`` in 1-based image pixels; the ids are the 1-based official
-    annolist/annorect indices of each person (-1 where unknown) so that a later reader
-    can check that predictions and ground truth list the same persons in the same order.
+    ``preds`` is ``(N, K, 2)`` in 1-based image pixels, K the joints of ``keypoints``
+    (MPII's 16); the ids are the 1-based official annolist/annorect indices of each
+    person (-1 where unknown) so that a later reader can check that predictions and
+    ground truth list the same persons in the same order. A set other than MPII is
+    recorded in the ``keypoints`` attribute, with the heatmap peaks ``scores`` (N, K)
+    when given (OKS AP ranks persons by them); an MPII file is as it always was.
     """
     preds = np.asarray(preds, dtype=np.float64)
-    _check_shape(preds, path)
+    _check_shape(preds, path, keypoints.num_joints)
+    if scores is not None:
+        scores = np.asarray(scores, dtype=np.float64)
+        if scores.shape != preds.shape[:2]:
+            raise EvalFileError("%s: scores %s do not fit predictions %s"
+                                % (path, scores.shape, preds.shape))
     n = preds.shape[0]
     ids = {}
     for name, values in (("annolist_index", annolist_index), ("person_index", person_index)):
@@ -102,11 +141,49 @@ def write_predictions(path, preds, annolist_index=None, person_index=None, attrs
             f.create_dataset("preds", data=preds)
             for name, values in ids.items():
                 f.create_dataset(name, data=values)
+            if keypoints != MPII:
+                if scores is not None:
+                    f.create_dataset("scores", data=scores)
+                f.attrs["keypoints"] = keypoints.to_json()
             f.attrs["format"] = PREDICTIONS_FORMAT
             f.attrs["version"] = PREDICTIONS_VERSION
             f.attrs["frame"] = "image pixels, 1-based (MPII annotation coordinates)"
             for key, value in (attrs or {}).items():
                 f.attrs[key] = value
+
+
+def load_keypoint_predictions(path, keypoints):
+    """hgpipe's predictions file of a set other than MPII (:func:`write_predictions`):
+    (coords (N, K, 2), scores (N, K) or None if the file has none)."""
+    _require_file(path)
+    if not h5py.is_hdf5(path):
+        raise EvalFileError("%s: predictions of the %s set are read from hgpipe's "
+                            "predictions .h5 (written by pck --checkpoint)"
+                            % (path, keypoints.name))
+    with _open_h5(path) as f:
+        if "preds" not in f or not isinstance(f["preds"], h5py.Dataset):
+            raise EvalFileError("%s: no 'preds' dataset (found: %s)" % (path, _keys(f)))
+        recorded = f.attrs.get("keypoints")
+        coords = np.asarray(f["preds"][()])
+        scores = np.asarray(f["scores"][()], dtype=np.float64) if "scores" in f else None
+    if recorded is not None:
+        if isinstance(recorded, bytes):
+            recorded = recorded.decode("utf-8", "replace")
+        try:
+            theirs = KeypointSet.from_json(str(recorded))
+        except ValueError as exc:
+            raise EvalFileError("%s: its 'keypoints' attribute: %s" % (path, exc))
+        if theirs != keypoints:
+            raise EvalFileError("%s: predictions of the %s set, the ground truth holds %s"
+                                % (path, theirs.name, keypoints.name))
+    if coords.dtype.kind not in "biuf":
+        raise EvalFileError("%s: 'preds' holds %s values, expected numbers" % (path, coords.dtype))
+    coords = coords.astype(np.float64)
+    _check_shape(coords, path, keypoints.num_joints)
+    if scores is not None and scores.shape != coords.shape[:2]:
+        raise EvalFileError("%s: scores %s do not fit predictions %s"
+                            % (path, scores.shape, coords.shape))
+    return coords, scores
 
 
 def _load_h5_predictions(path):
@@ -191,6 +268,50 @@ def read_ground_truth(path):
             is_shard = "gt_joints" in f
         return _read_shard_files(path, [path]) if is_shard else _read_valid_h5(path)
     return _read_detections_mat(path)
+
+
+def read_keypoint_ground_truth(shards_dir):
+    """The val persons of a shards directory of any keypoint set, in manifest order:
+    a :class:`KeypointGroundTruth` (with area and COCO ids for an ``oks`` set)."""
+    from hgpipe.data import shards
+    try:
+        manifest = shards.load_manifest(shards_dir)
+        keypoints = schema.keypoints_of(manifest)
+        paths = shards.shard_paths(shards_dir, "val", manifest)
+    except (shard_checks.ShardError, ValueError) as exc:
+        raise EvalFileError(str(exc))
+    if not paths:
+        raise EvalFileError("%s: shards directory without val-*.h5 shards" % shards_dir)
+    spec = schema.datasets(4, 1, "val", keypoints=keypoints)
+    wanted = ["gt_joints", "gt_annotated", "annolist_index", "person_index"]
+    if keypoints.metric == "oks":
+        wanted += ["area", "image_id", "annotation_id"]
+    parts = {key: [] for key in wanted}
+    for name in paths:
+        with _open_h5(name) as f, shard_checks.reading(name, EvalFileError):
+            missing = [key for key in wanted if key not in f]
+            if missing:
+                raise EvalFileError("%s: val shard of the %s set has no '%s' dataset"
+                                    % (name, keypoints.name, missing[0]))
+            try:
+                shard_checks.check_datasets(name, f, {key: spec[key] for key in wanted},
+                                            exact_dtype=False)
+            except shard_checks.ShardError as error:
+                raise EvalFileError(str(error))
+            for key in wanted:
+                parts[key].append(f[key][()])
+    arrays = {key: np.concatenate(values) for key, values in parts.items()}
+    ids = [arrays[key].astype(np.int64) for key in ("annolist_index", "person_index")]
+    extra = {}
+    if keypoints.metric == "oks":
+        extra = dict(area=arrays["area"].astype(np.float64),
+                     image_id=arrays["image_id"].astype(np.int64),
+                     annotation_id=arrays["annotation_id"].astype(np.int64))
+    return KeypointGroundTruth(
+        keypoints, arrays["gt_joints"].astype(np.float64),
+        arrays["gt_annotated"].astype(bool), shards_dir,
+        annolist_index=None if np.all(ids[0] < 1) else ids[0],
+        person_index=None if np.all(ids[1] < 1) else ids[1], **extra)
 
 
 def _read_detections_mat(path):
@@ -354,10 +475,10 @@ def check_compatible(preds, gt, preds_source="predictions"):
                                               gt.source or "ground truth", theirs[i]))
 
 
-def _check_shape(coords, path):
-    if coords.ndim != 3 or coords.shape[1:] != (NUM_JOINTS, 2):
-        raise EvalFileError("%s: predictions must have shape (N, 16, 2), got %s"
-                            % (path, tuple(coords.shape)))
+def _check_shape(coords, path, num_joints=NUM_JOINTS):
+    if coords.ndim != 3 or coords.shape[1:] != (num_joints, 2):
+        raise EvalFileError("%s: predictions must have shape (N, %d, 2), got %s"
+                            % (path, num_joints, tuple(coords.shape)))
 
 
 def _require_file(path):

@@ -28,7 +28,7 @@ from hgpipe import codec, draw
 from hgpipe.atomic import atomic_path
 from hgpipe.data import plausible, transforms
 from hgpipe.eval.inference import predict_image_coords, read_val_inputs
-from hgpipe.joints import JOINT_NAMES
+from hgpipe.joints import MPII
 
 FRAME = "image pixels, 1-based (MPII annotations: x = 1 is the centre of the first column)"
 
@@ -101,11 +101,19 @@ def _batch_size_of(model):
     return model.batch_size or 1
 
 
+def keypoints_of_model(model):
+    """The keypoint set whose joints ``model`` predicts (a LoadedModel's; MPII for a
+    model that carries none)."""
+    return getattr(model, "keypoints", None) or MPII
+
+
 def predict_person(model, image_bgr, box, flip=False):
-    """Joints (16, 2) in 1-based image pixels and their confidences (16,) (heatmap peaks)."""
+    """Joints (K, 2) in 1-based image pixels and their confidences (K,) (heatmap peaks),
+    K the joints of the model's keypoint set (MPII: 16)."""
     crop, crop_to_image = crop_person(image_bgr, box, model.input_size)
     coords, confidence = predict_image_coords(model.run, crop[None], crop_to_image[None],
-                                              _batch_size_of(model), flip)
+                                              _batch_size_of(model), flip,
+                                              keypoints_of_model(model))
     return coords[0], confidence[0]
 
 
@@ -121,11 +129,14 @@ def predict_shards(model, shards_dir, flip=False):
         raise ValueError("%s: val crops are %d px but the model takes %d px (the shards "
                          "were prepared for another network input size)"
                          % (shards_dir, images.shape[1], model.input_size))
-    return predict_image_coords(model.run, images, affines, _batch_size_of(model), flip)
+    return predict_image_coords(model.run, images, affines, _batch_size_of(model), flip,
+                                keypoints_of_model(model))
 
 
-def pose_record(image_path, image_shape, box, coords, confidence, flip, checkpoint):
-    """The JSON-ready result of one image: 16 named joints with x, y and confidence."""
+def pose_record(image_path, image_shape, box, coords, confidence, flip, checkpoint,
+                keypoints=MPII):
+    """The JSON-ready result of one image: the set's K named joints (MPII: 16) with x, y
+    and confidence."""
     center, scale = box.crop()
     return {
         "image": image_path,
@@ -143,7 +154,7 @@ def pose_record(image_path, image_shape, box, coords, confidence, flip, checkpoi
         "checkpoint": checkpoint,
         "joints": [{"id": j, "name": name, "x": float(coords[j, 0]), "y": float(coords[j, 1]),
                     "confidence": float(confidence[j])}
-                   for j, name in enumerate(JOINT_NAMES)],
+                   for j, name in enumerate(keypoints.joint_names)],
     }
 
 
@@ -169,12 +180,13 @@ def write_outputs(json_path, png_path, record, image_rgb):
             out.write(text)
 
 
-def render_pose(image_bgr, coords, mask=None):
-    """The original image (RGB) with the predicted skeleton, line width scaled to its size;
-    ``mask`` (16 bools) leaves out joints (and their limbs), e.g. those below a score."""
+def render_pose(image_bgr, coords, mask=None, keypoints=MPII):
+    """The original image (RGB) with the predicted skeleton (``keypoints``' limbs), line
+    width scaled to its size; ``mask`` (K bools) leaves out joints (and their limbs),
+    e.g. those below a score."""
     image_rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
     size = max(image_rgb.shape[:2])
     thickness = max(2, int(round(size / 300.0)))
     # draw_skeleton takes 0-based pixels; predictions are 1-based
     return draw.draw_skeleton(image_rgb, np.asarray(coords) - 1.0, mask=mask,
-                              radius=thickness + 1, thickness=thickness)
+                              radius=thickness + 1, thickness=thickness, keypoints=keypoints)

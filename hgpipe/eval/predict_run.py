@@ -4,8 +4,9 @@ Frames are read in order (:mod:`hgpipe.eval.media`), their person boxes found (t
 frame, one given box, or a detector's boxes, :mod:`hgpipe.eval.detections`), and the
 crops of up to ``batch_size`` persons run through the model together
 (:func:`hgpipe.eval.batch_predict.predict_crops`). Everything goes to one JSON Lines
-file, ``OUT/predictions.jsonl``: a line per person (image or frame, box, 16 joints with
-scores); on request the annotated images (``OUT/NAME.pose.png``) or videos
+file, ``OUT/predictions.jsonl``: a line per person (image or frame, box, the model's
+keypoint set's joints with scores: MPII's 16, or another set's with its name and
+skeleton); on request the annotated images (``OUT/NAME.pose.png``) or videos
 (``OUT/NAME.pose.mp4``).
 
 A bad input does not stop the run: an image that cannot be decoded, a video that cannot

@@ -7,7 +7,8 @@ are done here, on the device, for free on the host (``[Train] device_flip``,
 
 * flip, probability 0.5 per sample (pose.lua:36, mpii.py:98): the [0,1] image and the
   target heatmaps are mirrored along the width (``tf.reverse``), and the joint channels
-  and weights are swapped by :data:`hgpipe.joints.FLIP_PERMUTATION`. Exact in hgpipe's
+  and weights are swapped by the shards' keypoint set's ``flip_permutation``
+  (:class:`hgpipe.joints.KeypointSet`; MPII's by default). Exact in hgpipe's
   pixel convention (:mod:`hgpipe.codec`: mirroring a crop is mirroring its heatmap, with
   no pixel shift) -- the mirrored heatmap is the heatmap of the mirrored joints, as
   :func:`hgpipe.codec.flip_heatmaps` does on the host.
@@ -24,7 +25,7 @@ re-seeded on resume). A recipe that flips or colours here turns the same thing o
 from typing import NamedTuple
 
 from hgpipe.data.augment import Preset
-from hgpipe.joints import FLIP_PERMUTATION
+from hgpipe.joints import MPII
 from hgpipe.tf_compat import import_tf
 from hgpipe.train.draws import preset_draws, uniform_draws
 
@@ -41,14 +42,15 @@ class Augmented(NamedTuple):
 
 
 def augment_on_device(images, heatmaps, weights, flip, color, seed=0, step=0, rank=0,
-                      ranks=1):
+                      ranks=1, keypoints=MPII):
     """Random flip (``flip`` True) and colour gain U(1-color, 1+color) (``color`` > 0).
 
     ``images`` are [0, 1] floats, ``heatmaps`` and ``weights`` the float targets; the batch
     size must be static. With both off the inputs are returned untouched. The draws are
     stateless (:mod:`hgpipe.train.draws`): a function of (``seed``, ``step`` - the global
     step tensor in training - and the sample's slot in the global batch of ``ranks``), so
-    a resumed run draws what the uninterrupted one would have.
+    a resumed run draws what the uninterrupted one would have. ``keypoints``: whose
+    joints the channels are; a flip swaps its ``flip_pairs``.
     """
     tf = import_tf()
     flipped = gains = None
@@ -60,7 +62,7 @@ def augment_on_device(images, heatmaps, weights, flip, color, seed=0, step=0, ra
             draws = preset_draws(u, FLIP_AND_COLOUR, flip=flip, color=color)
         if flip:
             flipped = draws.flipped
-            perm = list(FLIP_PERMUTATION)
+            perm = list(keypoints.flip_permutation)
             images = tf.where(flipped, tf.reverse(images, [2]), images)
             mirrored = tf.gather(tf.reverse(heatmaps, [2]), perm, axis=3)
             heatmaps = tf.where(flipped, mirrored, heatmaps)

@@ -17,7 +17,8 @@ sampled as ``cv2.warpAffine(..., INTER_LINEAR, BORDER_CONSTANT 0)`` samples (0-b
 pixel centres, black outside the stored crop): the four neighbours are gathered from the
 crop padded by one black pixel (``tf.gather`` on the flattened batch) and blended with
 their bilinear weights. Joints go the other way (``crop = mid + F R (j - mid_context) /
-(density * scale)``), then a flip swaps left and right (:data:`FLIP_PERMUTATION`).
+(density * scale)``), then a flip swaps left and right (the keypoint set's ``flip_permutation``, MPII's
+by default).
 
 Ops (all core TF 1.15 ops that Ascend runs; no py_func, no tf.contrib, no image ops):
 StatelessRandomUniform, Sqrt, Log, Cos, Sin, Pow, Minimum/Maximum (clip), Select
@@ -30,7 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from hgpipe import codec
-from hgpipe.joints import FLIP_PERMUTATION, NUM_JOINTS
+from hgpipe.joints import MPII
 from hgpipe.tf_compat import import_tf
 from hgpipe.train.draws import preset_draws, uniform_draws
 
@@ -123,32 +124,33 @@ def render_heatmaps(joints_crop, annotated, input_size, heatmap_size, sigma, cen
 
 def device_geometry(context_uint8, joints, annotated, preset, input_size, heatmap_size,
                     sigma, density, seed, step, flip=True, color=0.0, rank=0, ranks=1,
-                    centre="float", window=0):
+                    centre="float", window=0, keypoints=MPII):
     """The whole per-step geometry: draws -> warped [0, 1] crops, heatmaps, weights.
 
     ``context_uint8`` (B, C, C, 3), ``joints`` (B, J, 2) in context pixels, ``annotated``
-    (B, J) float 0/1; ``step`` the global step tensor (before its update)."""
+    (B, J) float 0/1; ``step`` the global step tensor (before its update); ``keypoints``
+    the set whose J joints these are (a flip swaps its pairs)."""
     tf = import_tf()
     with tf.name_scope("device_geometry"):
         batch = int(context_uint8.shape[0])
         draws = preset_draws(uniform_draws(seed, step, batch, rank, ranks), preset,
                              flip=flip, color=color)
         return apply_draws(context_uint8, joints, annotated, draws, density, input_size,
-                           heatmap_size, sigma, centre, window)
+                           heatmap_size, sigma, centre, window, keypoints)
 
 
 def apply_draws(context_uint8, joints, annotated, draws, density, input_size, heatmap_size,
-                sigma, centre="float", window=0):
+                sigma, centre="float", window=0, keypoints=MPII):
     """Warp, joints, flip's left/right swap, heatmaps and colour for given ``draws``."""
     tf = import_tf()
     side = int(context_uint8.shape[1])
     to_context, to_crop = _matrices(tf, draws, density)
     images = warp_context(tf.cast(context_uint8, tf.float32) / 255.0, to_context, input_size)
     crop_joints = transform_joints(joints, to_crop, side, input_size)
-    perm = list(FLIP_PERMUTATION)
-    crop_joints = tf.where(tf.tile(draws.flipped[:, None, None], [1, NUM_JOINTS, 2]),
+    perm, k = list(keypoints.flip_permutation), keypoints.num_joints
+    crop_joints = tf.where(tf.tile(draws.flipped[:, None, None], [1, k, 2]),
                            tf.gather(crop_joints, perm, axis=1), crop_joints)
-    annotated = tf.where(tf.tile(draws.flipped[:, None], [1, NUM_JOINTS]),
+    annotated = tf.where(tf.tile(draws.flipped[:, None], [1, k]),
                          tf.gather(annotated, perm, axis=1), annotated)
     heatmaps, weights = render_heatmaps(crop_joints, annotated, input_size, heatmap_size,
                                         sigma, centre, window)

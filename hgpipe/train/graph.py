@@ -16,13 +16,13 @@ from hgpipe.train.geometry import device_geometry
 from hgpipe.train.devices import wrap_optimizer
 from hgpipe.train.distributed import scaled_learning_rate
 from hgpipe.train.schedules import learning_rate_tensor
-from hgpipe.joints import NUM_JOINTS
+from hgpipe.joints import MPII, NUM_JOINTS
 
 
 class TrainGraph(NamedTuple):
     images: object          # uint8 (B, S, S, 3) input tensor (placeholder or tf.data)
-    heatmaps: object        # uint8 (B, H, H, 16)
-    weights: object         # float32 (B, 16)
+    heatmaps: object        # uint8 (B, H, H, K), K the keypoint set's joints (MPII: 16)
+    weights: object         # float32 (B, K)
     outputs: list           # per-stack heatmap logits (training mode)
     eval_images: object     # uint8 (B, S, S, 3) placeholder of the inference tower
     eval_heatmaps: object   # float32 final stack in inference mode (moving BN statistics)
@@ -42,13 +42,13 @@ class TrainGraph(NamedTuple):
 class FeedInput(object):
     """Placeholders fed from host batches through feed_dict (the default input layer)."""
 
-    def __init__(self, batch_size, input_size, heatmap_size):
+    def __init__(self, batch_size, input_size, heatmap_size, num_joints=NUM_JOINTS):
         tf = import_tf()
         self.images = tf.placeholder(tf.uint8, (batch_size, input_size, input_size, 3),
                                      name="images")
         self.heatmaps = tf.placeholder(tf.uint8, (batch_size, heatmap_size, heatmap_size,
-                                                  NUM_JOINTS), name="target_heatmaps")
-        self.weights = tf.placeholder(tf.float32, (batch_size, NUM_JOINTS), name="weights")
+                                                  num_joints), name="target_heatmaps")
+        self.weights = tf.placeholder(tf.float32, (batch_size, num_joints), name="weights")
 
     def feed(self, batch):
         return {self.images: batch["images"], self.heatmaps: batch["heatmaps"],
@@ -62,13 +62,13 @@ class ContextFeedInput(object):
 
     fields = ("images", "joints", "weights")
 
-    def __init__(self, batch_size, context_side):
+    def __init__(self, batch_size, context_side, num_joints=NUM_JOINTS):
         tf = import_tf()
         c = int(context_side)
         self.images = tf.placeholder(tf.uint8, (batch_size, c, c, 3), name="context_images")
-        self.joints = tf.placeholder(tf.float32, (batch_size, NUM_JOINTS, 2),
+        self.joints = tf.placeholder(tf.float32, (batch_size, num_joints, 2),
                                      name="context_joints")
-        self.weights = tf.placeholder(tf.float32, (batch_size, NUM_JOINTS), name="annotated")
+        self.weights = tf.placeholder(tf.float32, (batch_size, num_joints), name="annotated")
         self.heatmaps = None
 
     def feed(self, batch):
@@ -113,19 +113,18 @@ class DatasetInput(object):
     """
 
     def __init__(self, batch_iterator_factory, batch_size, input_size, heatmap_size,
-                 context_side=None):
+                 context_side=None, num_joints=NUM_JOINTS):
         tf = import_tf()
+        j = int(num_joints)
         if context_side:   # device geometry: context crops, joints, annotated flags
             c = int(context_side)
             names = ContextFeedInput.fields
-            shapes = ((batch_size, c, c, 3), (batch_size, NUM_JOINTS, 2),
-                      (batch_size, NUM_JOINTS))
+            shapes = ((batch_size, c, c, 3), (batch_size, j, 2), (batch_size, j))
             types = (tf.uint8, tf.float32, tf.float32)
         else:
             names = ("images", "heatmaps", "weights")
             shapes = ((batch_size, input_size, input_size, 3),
-                      (batch_size, heatmap_size, heatmap_size, NUM_JOINTS),
-                      (batch_size, NUM_JOINTS))
+                      (batch_size, heatmap_size, heatmap_size, j), (batch_size, j))
             types = (tf.uint8, tf.uint8, tf.float32)
 
         def generator():
@@ -142,8 +141,13 @@ class DatasetInput(object):
         return {}
 
 
-def build_train_graph(cfg, inputs, device="cpu", distributed=None, geometry=None):
+def build_train_graph(cfg, inputs, device="cpu", distributed=None, geometry=None,
+                      keypoints=MPII):
     """Build the whole training graph in the default graph.
+
+    ``keypoints``: the shards' set (:func:`hgpipe.data.schema.keypoints_of`): the
+    network's output channels are its joints, the device flip swaps its pairs; the
+    inputs must hold that many joints.
 
     ``distributed``: a :mod:`hgpipe.train.distributed` backend (gradient averaging and
     the optional learning-rate scaling); None trains on one device. ``geometry``: a
@@ -152,6 +156,10 @@ def build_train_graph(cfg, inputs, device="cpu", distributed=None, geometry=None
     """
     tf = import_tf()
     train = cfg["Train"]
+    joints_in = int(inputs.weights.shape[1])
+    if joints_in != keypoints.num_joints:
+        raise ValueError("training inputs hold %d joints, the %s keypoint set %d"
+                         % (joints_in, keypoints.name, keypoints.num_joints))
     global_step = tf.train.get_or_create_global_step()
     # every device draw is keyed by (seed, the step before its update, sample)
     rank, ranks = (0, 1) if distributed is None else (distributed.rank, distributed.size)
@@ -162,20 +170,22 @@ def build_train_graph(cfg, inputs, device="cpu", distributed=None, geometry=None
             cfg["DataSetHG"]["img_size"], cfg["DataSetHG"]["hm_size"], geometry.sigma,
             geometry.density, flip=train["device_flip"] or geometry.flip,
             color=train["device_color"] or geometry.color, centre=geometry.centre,
-            window=geometry.window, **draw_key)
+            window=geometry.window, keypoints=keypoints, **draw_key)
     else:
         augmented = augment_on_device(input_from_uint8(inputs.images),
                                       heatmaps_from_uint8(inputs.heatmaps), inputs.weights,
-                                      train["device_flip"], train["device_color"], **draw_key)
+                                      train["device_flip"], train["device_color"],
+                                      keypoints=keypoints, **draw_key)
     # Two towers sharing weights, each with a static mode: a tf.cond on a mode tensor
     # would put both batch-norm branches (and their gradients) in one graph, slower to
     # build and to run.
-    outputs = build_hourglass(augmented.images, is_training=True, **model_kwargs(cfg))
+    model_kw = dict(model_kwargs(cfg), n_joints=keypoints.num_joints)
+    outputs = build_hourglass(augmented.images, is_training=True, **model_kw)
     size = cfg["DataSetHG"]["img_size"]
     eval_images = tf.placeholder(tf.uint8, (int(inputs.images.shape[0]), size, size, 3),
                                  name="eval_images")
     eval_outputs = build_hourglass(input_from_uint8(eval_images), is_training=False,
-                                   reuse=True, **model_kwargs(cfg))
+                                   reuse=True, **model_kw)
     loss, stack_losses = heatmap_loss(outputs, augmented.heatmaps, augmented.weights,
                                       weighted=train["weighted_loss"],
                                       weighted_mode=train["weighted_loss_mode"],

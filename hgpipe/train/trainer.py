@@ -5,6 +5,11 @@ the two is the input-wait fraction, the number that says whether the device star
 Checkpoints carry the global step (hence the learning rate) and the data position, so an
 interrupted run - Ctrl-C, SIGTERM from a scheduler, a crash - resumes exactly. A NaN/Inf
 loss stops the run before anything is saved, leaving the last good checkpoint intact.
+
+The shards' keypoint set (:func:`hgpipe.data.schema.keypoints_of`) sizes the network's
+output and the device flip's pairs; a run on a set other than MPII records it in
+``LOGDIR/keypoints.json`` (:data:`hgpipe.eval.checkpoint.KEYPOINTS_FILE`) for pck,
+predict and export, and validates with the set's metric.
 """
 import math
 import os
@@ -17,12 +22,16 @@ from tqdm import tqdm
 
 from hgpipe import __version__, atomic, draw
 from hgpipe.codec import HeatmapCodec
-from hgpipe.config import NETWORK_KEYS, RUN_CONFIG_FILE, describe_network, load_config
-from hgpipe.data import shards
+from hgpipe.config import (NETWORK_KEYS, RUN_CONFIG_FILE, ConfigError, check_num_joints,
+                           describe_network, load_config)
+from hgpipe.data import schema, shards
 from hgpipe.data.integrity import ShardVerifier
+from hgpipe.eval.checkpoint import keypoints_path, read_logdir_keypoints
+from hgpipe.eval.evaluate import score_predictions
 from hgpipe.eval.inference import predict_image_coords, read_val_inputs, run_batched
 from hgpipe.eval.pckh import score_pckh
-from hgpipe.eval.pred_files import EvalFileError, read_ground_truth
+from hgpipe.eval.pred_files import EvalFileError, read_ground_truth, read_keypoint_ground_truth
+from hgpipe.joints import MPII
 from hgpipe.lock import folder_lock
 from hgpipe.tf_compat import import_tf
 from hgpipe.train import distributed, resume, warm_start
@@ -63,9 +72,28 @@ class _StopSignal(object):
             signal.signal(sig, handler)
 
 
-def _check_logdir_config(cfg, logdir):
-    """A logdir belongs to one network, optimizer and input size: refuse another."""
+def _check_logdir_keypoints(logdir, keypoints):
+    """A logdir belongs to one keypoint set: the one its ``keypoints.json`` records, MPII
+    when a used logdir (with config.ini) records none; refuse shards of another."""
+    used = os.path.isfile(os.path.join(logdir, RUN_CONFIG_FILE))
+    try:
+        previous = read_logdir_keypoints(logdir, MPII if used else None)
+    except ValueError as exc:
+        raise TrainingError(str(exc))
+    if previous is not None and previous != keypoints:
+        raise TrainingError(
+            "%s: this logdir trained on the %s keypoint set (%d joints), the shards hold %s "
+            "(%d joints); use another --logdir" % (
+                keypoints_path(logdir) if os.path.isfile(keypoints_path(logdir))
+                else os.path.join(logdir, RUN_CONFIG_FILE), previous.name,
+                previous.num_joints, keypoints.name, keypoints.num_joints))
+
+
+def _check_logdir_config(cfg, logdir, keypoints=MPII):
+    """A logdir belongs to one network, optimizer, input size and keypoint set: refuse
+    another."""
     from hgpipe.train.optimizers import optimizer_state  # imports TensorFlow (see graph.py)
+    _check_logdir_keypoints(logdir, keypoints)
     path = os.path.join(logdir, RUN_CONFIG_FILE)
     if os.path.isfile(path):
         previous = load_config(path)
@@ -162,6 +190,13 @@ class Trainer(object):
         self.batch_size = train["batch_size"]
         self.total_steps = steps if steps is not None else train["nEpochs"] * train["epoch_size"]
         self.manifest = shards.load_manifest(data_dir)
+        # whose joints the shards hold: the network's outputs, the flip's pairs
+        self.keypoints = schema.keypoints_of(self.manifest)
+        try:
+            check_num_joints(cfg, self.keypoints, "%s with %s" % (
+                (cfg.sources or ["config"])[0], os.path.join(data_dir, shards.MANIFEST)))
+        except ConfigError as exc:
+            raise TrainingError(str(exc))
         self.input_size = self.manifest["input_size"]
         self.heatmap_size = self.manifest["heatmap_size"]
         for key, value in (("img_size", self.input_size), ("hm_size", self.heatmap_size)):
@@ -183,17 +218,19 @@ class Trainer(object):
                                    capacity=train["prefetch_batches"],
                                    rank=self.dist.rank, num_ranks=self.dist.size,
                                    fields=fields)
+        k = self.keypoints.num_joints
         if self.input_mode == "feed":
-            inputs = ContextFeedInput(self.batch_size, geometry.side) if geometry else \
-                FeedInput(self.batch_size, self.input_size, self.heatmap_size)
+            inputs = ContextFeedInput(self.batch_size, geometry.side, k) if geometry else \
+                FeedInput(self.batch_size, self.input_size, self.heatmap_size, k)
         elif self.input_mode == "dataset":
             inputs = DatasetInput(lambda: (b for _e, _b, b in self._batches()),
                                   self.batch_size, self.input_size, self.heatmap_size,
-                                  geometry.side if geometry else None)
+                                  geometry.side if geometry else None, k)
         else:
             raise ValueError("input mode must be feed or dataset, got %r" % self.input_mode)
         self.inputs = inputs
-        self.graph = build_train_graph(self.cfg, inputs, self.device, self.dist, geometry)
+        self.graph = build_train_graph(self.cfg, inputs, self.device, self.dist, geometry,
+                                       self.keypoints)
         self.rank_ops = distributed.RankOps(tf, self.dist)
         self._weights_finite = tf.reduce_all(tf.stack(
             [tf.reduce_all(tf.is_finite(v)) for v in tf.trainable_variables()]))
@@ -242,6 +279,9 @@ class Trainer(object):
         sess.run(self.rank_ops.broadcast)  # every rank starts from rank 0's weights
         config_path = os.path.join(self.logdir, RUN_CONFIG_FILE)
         if chief and (not latest or not os.path.isfile(config_path)):
+            # the set first: a logdir with config.ini and no keypoints.json is MPII's
+            if self.keypoints != MPII:
+                atomic.write_text(keypoints_path(self.logdir), self.keypoints.to_json() + "\n")
             atomic.write_text(config_path, self.cfg.to_ini())
         return latest
 
@@ -252,6 +292,8 @@ class Trainer(object):
         # the whole val split unless [Validation] val_persons asks for fewer (the seed's
         # valid_iteration no longer limits it: 10 x batch 4 made a 40-person score)
         limit = val["val_persons"] or None
+        if self.keypoints != MPII:
+            return self._load_keypoint_validation(limit)
         try:
             gt = read_ground_truth(self.data_dir)
         except EvalFileError as exc:
@@ -266,6 +308,20 @@ class Trainer(object):
                          annolist_index=None if gt.annolist_index is None else gt.annolist_index[:n],
                          person_index=None if gt.person_index is None else gt.person_index[:n])
         return images, affines, gt
+
+    def _load_keypoint_validation(self, limit):
+        """Validation of a set other than MPII: its val persons, scored by its metric."""
+        if self.keypoints.metric == "pckh":
+            self.echo("validation off: the %s set is scored by pckh, which needs MPII's "
+                      "joints and head boxes" % self.keypoints.name)
+            return None
+        try:
+            gt = read_keypoint_ground_truth(self.data_dir)
+        except EvalFileError as exc:
+            self.echo("validation off: %s" % exc)
+            return None
+        images, affines = read_val_inputs(self.data_dir, limit)
+        return images, affines, gt.first(len(images))
 
     # ------------------------------------------------------------------ pieces
     def _check_savable(self, sess, step, last_checkpoint):
@@ -313,8 +369,10 @@ class Trainer(object):
 
     def validate(self, sess):
         images, affines, gt = self.validation
-        preds, _ = predict_image_coords(self._run_model(sess), images, affines,
-                                        self.batch_size)
+        preds, scores = predict_image_coords(self._run_model(sess), images, affines,
+                                             self.batch_size, keypoints=self.keypoints)
+        if self.keypoints != MPII:   # a KeypointScore of the set's metric
+            return score_predictions(preds, scores, gt)
         result = score_pckh(preds, gt, "tompson", self.cfg["Validation"]["pck_threshold"])
         return result
 
@@ -323,7 +381,8 @@ class Trainer(object):
         images = self.validation[0][:count]
         heatmaps = run_batched(self._run_model(sess), images, self.batch_size)
         coords, _ = HeatmapCodec(self.input_size, self.heatmap_size).decode_to_crop(heatmaps)
-        tiles = [draw.draw_skeleton(img, c) for img, c in zip(images, coords)]
+        tiles = [draw.draw_skeleton(img, c, keypoints=self.keypoints)
+                 for img, c in zip(images, coords)]
         return draw.montage(tiles, columns=min(len(tiles), 3))
 
     # ------------------------------------------------------------------ the loop
@@ -345,7 +404,7 @@ class Trainer(object):
             try:
                 for name in resume.remove_temporary_files(self.logdir):
                     self.echo("removed %s (left by an interrupted save)" % name)
-                _check_logdir_config(self.cfg, self.logdir)
+                _check_logdir_config(self.cfg, self.logdir, self.keypoints)
                 self.verifier = ShardVerifier(self.data_dir, self.manifest)
                 self.validation = self._load_validation()
                 return self._run_locked(tf)
@@ -609,6 +668,8 @@ class Trainer(object):
 
     def _log_validation(self, tf, sess, writer, step, bar):
         result = self.validate(sess)
+        if self.keypoints != MPII:
+            return self._log_keypoint_validation(tf, result, writer, step, bar)
         mean = float(result.columns[result.summary_name])
         values = {"val/PCKh_mean": mean}
         values.update(("val/PCKh_%s" % name, v) for name, v in result.columns.items())
@@ -620,3 +681,19 @@ class Trainer(object):
         (bar.write if bar is not None and self.bar_on else self.echo)(line)
         return {"step": step, "pckh": mean,
                 "columns": {k: float(v) for k, v in result.columns.items()}}
+
+    def _log_keypoint_validation(self, tf, result, writer, step, bar):
+        """A set other than MPII: its metric's total (PCK@0.2 of the torso, OKS AP)."""
+        name = {"pck_torso": "PCK_torso", "oks": "OKS_AP"}[result.metric]
+        values = {"val/%s" % name: result.total}
+        if result.metric == "oks":
+            values.update(("val/OKS_%s" % k, v) for k, v in result.details.items())
+        writer.add_summary(_scalar_summary(tf, values), step)
+        scored, total = len(self.validation[0]), self.manifest["counts"]["val"]
+        line = "step %d: val %s %.2f (%s)" % (
+            step, "PCK@%g torso" % result.details["threshold"] if result.metric == "pck_torso"
+            else "OKS AP", result.total, "%d persons" % scored if scored == total
+            else "%d of %d persons, subset" % (scored, total))
+        (bar.write if bar is not None and self.bar_on else self.echo)(line)
+        return {"step": step, "metric": result.metric, "score": result.total,
+                "details": {k: float(v) for k, v in result.details.items()}}
