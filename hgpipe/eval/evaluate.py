@@ -213,8 +213,10 @@ def report_keypoints(result, gt, label="", json_path=None, markdown=True, echo=p
         gt.source or "in memory", gt.num_persons, keypoints.name, keypoints.num_joints))
     echo("metric: %s" % METRIC_NAMES[result.metric])
     if result.metric == "pck_torso" and result.details.get("no_torso"):
-        echo("note: %d persons have no torso (an end unannotated or at one point): their "
-             "joints count as misses, as in eval_pck.m" % result.details["no_torso"])
+        count = result.details["no_torso"]
+        echo("note: %d person%s no torso (an end unannotated, or both at one point): "
+             "%s joints count as misses, as in eval_pck.m"
+             % (count, " has" if count == 1 else "s have", "its" if count == 1 else "their"))
     echo("")
     echo(format_keypoint_score(result, keypoints, label, markdown))
     echo("")
