@@ -119,7 +119,8 @@ def test_lsp_extended_layout(tmp_path):
 
 def test_lsp_single_person_file(tmp_path):
     # MATLAB drops the trailing singleton of a 3 x 14 x 1 matrix
-    path = _save(tmp_path, "joints.mat", joints=_lsp_original(PERSON[None], np.zeros((1, 14)))[:, :, 0])
+    one = _lsp_original(PERSON[None], np.zeros((1, 14)))[:, :, 0]
+    path = _save(tmp_path, "joints.mat", joints=one)
     (record,) = read_annotations(path)
     assert record.image_name == "im0001.jpg" and record.problem() is None
 
@@ -287,7 +288,8 @@ def test_coco_file_to_records(tmp_path):
 def test_coco_val_split_is_the_val_file(tmp_path):
     document = _coco(IMAGES[:1], [_ann(1, 7, [100, 50, 40, 120], {0: (120, 60, 2)})])
     for name, val in (("person_keypoints_val2017.json", True), ("valid.json", True),
-                      ("val.json", True), ("train.json", False), ("interval.json", False)):
+                      ("val.json", True), ("person_keypoints_minival2014.json", True),
+                      ("train.json", False), ("interval.json", False)):
         (record,) = read_annotations(_write(tmp_path, name, document))
         assert record.is_validation == val, name
         assert len(read_annotations(str(tmp_path / name), split="val")) == int(val)

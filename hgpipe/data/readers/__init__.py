@@ -75,9 +75,9 @@ def _read_mat(path):
         return read_val_detections_mat(path)
     if "joints" in names:
         return read_lsp_mat(path)
+    shown = ", ".join(_shown(n) for n in names[:8]) or "no variables"
     raise AnnotationError("%s holds %s: neither the official RELEASE struct, a val "
-                          "detections.mat nor LSP's joints" % (path, ", ".join(_shown(n) for n in names[:8])
-                                              or "no variables"))
+                          "detections.mat nor LSP's joints" % (path, shown))
 
 
 def _shown(name):

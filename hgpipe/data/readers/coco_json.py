@@ -29,8 +29,8 @@ Pixels are hgpipe's 1-based ones (:data:`hgpipe.cocotools.PIXEL_OFFSET` added).
 Area, image id and annotation id stay on the records for OKS AP.
 
 Split: a file whose name says ``val`` (``person_keypoints_val2017.json``, ``val.json``,
-``valid.json``) holds validation persons, any other file training persons; give the
-train and the val file as two ``--annotations``.
+``valid.json``, ``person_keypoints_minival2014.json``) holds validation persons, any
+other file training persons; give the train and the val file as two ``--annotations``.
 """
 import math
 import os
@@ -49,7 +49,7 @@ from hgpipe.joints import COCO, from_coco_category
 REQUIRED = {"images": ("id", "file_name", "width", "height"),
             "annotations": ("id", "image_id", "category_id"),
             "categories": ("id",)}
-VAL_NAME = re.compile(r"(^|[^a-z])val")   # val2017, _val, valid, validation
+VAL_NAME = re.compile(r"(^|[^a-z]|mini)val")   # val2017, _val, valid, validation, minival
 
 SKIP_CROWD = "iscrowd"
 SKIP_EMPTY_BOX = "no box, or an empty one inside the image"
