@@ -42,7 +42,7 @@ def test_predict_refuses_a_box_that_cannot_be_right(checkpoint, image_path, tmp_
     assert "Traceback" not in result.stderr
     skipped, error = result.stderr.strip().splitlines()
     assert skipped.startswith("skipped %s: " % image_path) and words in skipped
-    assert error == "Error: 1 images or frames skipped (listed above); nothing written"
+    assert error == "Error: 1 image or frame skipped (listed above); nothing written"
     assert not os.path.isdir(out) or os.listdir(out) == []
 
 

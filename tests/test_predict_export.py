@@ -245,7 +245,7 @@ def test_predict_errors_are_one_line(checkpoint, tmp_path):
         f.write("not an image")
     result = _predict(broken, "--checkpoint", checkpoint, "--out", out)
     assert "skipped %s: not a " % broken in result.output  # decode's reason
-    assert one_error_line(result) == "Error: 1 images or frames skipped (listed above); " \
+    assert one_error_line(result) == "Error: 1 image or frame skipped (listed above); " \
         "nothing written"
     assert os.listdir(out) == []
     line = one_error_line(_predict(broken, "--checkpoint", checkpoint, "--out", out,

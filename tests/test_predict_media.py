@@ -72,7 +72,7 @@ def test_folder_and_video_in_one_run(checkpoint, inputs, tmp_path):
     assert "skipped %s: not a " % os.path.join(folder, "broken.jpg") \
         in result.stderr
     assert result.stderr.strip().splitlines()[-1] == \
-        "Error: 1 images or frames skipped (listed above)"
+        "Error: 1 image or frame skipped (listed above)"
     assert result.output.count("model: ") == 1  # one model for every input
     lines = read_jsonl(str(out / "predictions.jsonl"))
     images = [os.path.join(folder, "p0.png"), os.path.join(folder, "p1.png")]
@@ -133,7 +133,7 @@ def test_detections_in_coco_results_format(checkpoint, inputs, tmp_path):
     assert lines[2]["box"]["crop_center"] == [30 + 20 + 0.5, 10 + 30 + 0.5]
     assert "holds 1 other detected person" in lines[0]["note"]
     assert "note" not in lines[1] and "note" not in lines[2]
-    assert "note: 1 boxes hold other detected persons" in result.output
+    assert "note: 1 box holds other detected persons" in result.output
     assert "note: %d frames had no detection" % (1 + FRAMES - 1) in result.output
 
 

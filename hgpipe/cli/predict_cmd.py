@@ -92,8 +92,9 @@ def predict_command(inputs, checkpoint, config_path, center, scale, bbox, detect
     _report(summary)
 
 
-def _count(n, noun):
-    return "%d %s%s" % (n, noun, "" if n == 1 else "s")
+def _count(n, one, many=None):
+    """'1 box' / '3 boxes': the summary lines count in the singular for one."""
+    return "%d %s" % (n, one if n == 1 else (many or one + "s"))
 
 
 def _report(summary):
@@ -104,16 +105,20 @@ def _report(summary):
     for path in summary["drawn"]:
         click.echo("wrote %s" % path)
     if summary["frames_without_person"]:
-        click.echo("note: %d frames had no detection (no line for them)"
-                   % summary["frames_without_person"])
+        click.echo("note: %s no detection (no line for them)"
+                   % _count(summary["frames_without_person"], "frame had", "frames had"))
     if summary["crowded"]:
-        click.echo("note: %d boxes hold other detected persons (their lines carry a note):"
-                   " the model sees one person per crop" % summary["crowded"])
+        click.echo("note: %s other detected persons (their lines carry a note): the "
+                   "model sees one person per crop"
+                   % _count(summary["crowded"], "box holds", "boxes hold"))
     if summary["too_small"]:
         from hgpipe.eval.batch_predict import SMALL_PERSON_FRACTION
-        click.echo("note: in %d boxes the joints span under %d%% of the box (their lines "
+        click.echo("note: in %s the joints span under %d%% of the box (their lines "
                    "carry a note): the box holds more than the model saw; give --bbox or "
-                   "--detections" % (summary["too_small"], 100 * SMALL_PERSON_FRACTION))
+                   "--detections" % (_count(summary["too_small"], "box", "boxes"),
+                                     100 * SMALL_PERSON_FRACTION))
     if summary["failures"]:
-        raise click.ClickException("%d images or frames skipped (listed above)%s" % (
-            len(summary["failures"]), "" if summary["jsonl"] else "; nothing written"))
+        raise click.ClickException("%s skipped (listed above)%s" % (
+            _count(len(summary["failures"]), "image or frame", "images or frames"),
+            "" if summary["jsonl"] else "; nothing written"))
+
