@@ -4,9 +4,9 @@ data/demo_coco's train and val files, a tiny `hgpipe train`, `hgpipe pck` (OKS A
 demo's own val file and the predictions, with no hgpipe code in between: the
 checkpoint's (a 2-step model: AP 0, but the persons, their order and ids are checked)
 and near-ground-truth predictions whose AP is well inside (0, 100), scored through
-`pck --predictions FILE --gt SHARDS`. They equal COCOeval's on the file's persons; on
-the whole file, whose crowd regions COCOeval uses to ignore predictions, they do not
-(an xfail, strict: it turns red when the shards carry crowd regions)."""
+`pck --predictions FILE --gt SHARDS`. They equal COCOeval's on the whole file, whose
+crowd regions COCOeval uses to ignore predictions: prepare keeps them beside the val
+shards (crowd.json, named and checksummed in the manifest)."""
 import contextlib
 import io
 import json
@@ -150,23 +150,69 @@ def near(run, tmp_path_factory):
     return preds, scores, ids["image_id"], _saved(report)
 
 
-def test_near_ground_truth_oks_ap_is_cocoeval_on_the_val_persons(near):
-    """An AP neither 0 nor 100, equal to COCOeval's on the demo's val file without its
-    crowd annotations (which prepare leaves out of the shards)."""
+def test_near_ground_truth_oks_ap_is_cocoeval_on_the_whole_val_file(near):
+    """An AP neither 0 nor 100, equal to COCOeval's on the demo's val file itself, crowd
+    regions included; without them COCOeval gives another AP (the demo's predictions
+    do fall in crowd regions, so the crowd file is what makes the two agree)."""
     preds, scores, image_ids, saved = near
-    want = _direct_cocoeval(preds, scores, image_ids, crowd=False)
+    want = _direct_cocoeval(preds, scores, image_ids, crowd=True)
     assert 10.0 < want[0] < 95.0, want
     np.testing.assert_allclose([saved["details"][k] for k in STATS], want, equal_nan=True)
     assert saved["total"] == pytest.approx(want[0])
+    without = _direct_cocoeval(preds, scores, image_ids, crowd=False)
+    assert abs(without[0] - want[0]) > 0.1, (without, want)
 
 
-@pytest.mark.xfail(strict=True, reason="the val shards hold no crowd regions, so OKS AP "
-                   "cannot ignore a prediction that falls in one as COCOeval does on the "
-                   "source file (here 54.4 against 55.3 AP, 52.0 against 55.7 AP75)")
-def test_near_ground_truth_oks_ap_is_cocoeval_on_the_whole_val_file(near):
-    preds, scores, image_ids, saved = near
-    want = _direct_cocoeval(preds, scores, image_ids, crowd=True)
-    np.testing.assert_allclose([saved["details"][k] for k in STATS], want, equal_nan=True)
+def test_shards_keep_the_val_files_crowd_regions(run):
+    """crowd.json holds every crowd annotation of the val file as the file has it
+    (segmentation aside), and the manifest names it with its size and CRC-32."""
+    import zlib
+    _root, shards, _logdir, _preds, _report = run
+    with open(VAL_FILE) as handle:
+        want = [{k: v for k, v in a.items() if k != "segmentation"}
+                for a in json.load(handle)["annotations"] if a["iscrowd"]]
+    with open(os.path.join(shards, "crowd.json"), "rb") as handle:
+        raw = handle.read()
+    kept = json.loads(raw.decode("utf-8"))["annotations"]
+    assert want and sorted(kept, key=lambda a: a["id"]) == sorted(want, key=lambda a: a["id"])
+    with open(os.path.join(shards, "manifest.json")) as handle:
+        entry = json.load(handle)["crowd"]
+    assert entry == {"file": "crowd.json", "count": len(want), "bytes": len(raw),
+                     "crc32": "%08x" % (zlib.crc32(raw) & 0xFFFFFFFF)}
+
+
+@pytest.mark.parametrize("damage", ["flip", "not-json", "bad-box"])
+def test_a_damaged_crowd_file_is_one_line_naming_it(near, run, tmp_path, damage):
+    import shutil
+    import zlib
+    _root, shards, _logdir, _preds, _report = run
+    copy = str(tmp_path / "shards")
+    shutil.copytree(shards, copy)
+    path = os.path.join(copy, "crowd.json")
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    if damage == "flip":
+        raw = raw.replace(b"10049", b"10048", 1)
+    else:
+        raw = b"{not json" if damage == "not-json" else raw.replace(
+            b'"bbox": [', b'"bbox": ["x", ', 1)
+        manifest_path = os.path.join(copy, "manifest.json")
+        with open(manifest_path) as handle:
+            manifest = json.load(handle)
+        manifest["crowd"].update(bytes=len(raw), crc32="%08x" % (zlib.crc32(raw) & 0xFFFFFFFF))
+        with open(manifest_path, "w") as handle:
+            json.dump(manifest, handle)
+    with open(path, "wb") as handle:
+        handle.write(raw)
+    from hgpipe.eval.pred_files import write_predictions
+    preds_path = str(tmp_path / "near.h5")
+    write_predictions(preds_path, near[0], keypoints=COCO, scores=near[1])
+    result = cli_runner().invoke(main, ["pck", "--predictions", preds_path, "--gt", copy],
+                                 catch_exceptions=False)
+    assert result.exit_code != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: %s: crowd regions: " % path) \
+        and "Traceback" not in lines[0], lines
 
 
 def test_predict_names_cocos_joints(run, tmp_path):

@@ -3,6 +3,7 @@ COCO-format keypoint files, to records of the right set, boxes, split and skip r
 bad files are one line naming the file."""
 import json
 import os
+import re
 import struct
 
 import cv2
@@ -12,7 +13,7 @@ import scipy.io
 
 from conftest import cli_runner
 from hgpipe.cli import main
-from hgpipe.data.readers import AnnotationError, read_annotations
+from hgpipe.data.readers import AnnotationError, read_annotation_files, read_annotations
 from hgpipe.data.readers.lsp_mat import TRAIN_IMAGES
 from hgpipe.data.transforms import hourglass_box
 from hgpipe.joints import COCO, LSP
@@ -283,6 +284,31 @@ def test_coco_file_to_records(tmp_path):
     np.testing.assert_allclose(scale, 99 / 200.0 * 1.25)
     # person_index: the place among its image's annotations (id 3, left out, is first)
     assert clipped.person_index == 2 and clipped.image_name == "b.jpg"
+
+
+def test_coco_val_file_keeps_its_crowd_regions(tmp_path):
+    """A val file's crowd annotations ride with its records (as the file has them, for
+    OKS AP); a train file's do not; a crowd annotation without a box is one line."""
+    crowd = _ann(2, 7, [10, 10, 300, 200], {}, iscrowd=1, segmentation={"counts": "x"})
+    annotations = [_ann(1, 7, [100.0, 50.0, 40.0, 120.0], {0: (120, 60, 2)}), crowd]
+    document = _coco(IMAGES, annotations)
+    val = read_annotations(_write(tmp_path, "person_keypoints_val2017.json", document))
+    assert [r.annotation_id for r in val] == [1]
+    want = {k: v for k, v in crowd.items() if k != "segmentation"}
+    assert val.crowd == [want]
+    assert read_annotations(str(tmp_path / "person_keypoints_val2017.json"),
+                            split="train").crowd == []
+    assert read_annotations(_write(tmp_path, "train.json", document)).crowd == []
+    found = []
+    read_annotation_files(
+        [str(tmp_path / "train.json"), str(tmp_path / "person_keypoints_val2017.json")],
+        crowd=found)
+    assert found == [want]
+    del crowd["bbox"]
+    path = _write(tmp_path, "val.json", _coco(IMAGES, annotations))
+    with pytest.raises(AnnotationError, match=r"^%s: annotation id 2: a crowd annotation "
+                       r"needs bbox" % re.escape(path)):
+        read_annotations(path)
 
 
 def test_coco_val_split_is_the_val_file(tmp_path):

@@ -505,9 +505,13 @@ def summarize_skipped(skips):
     return collections.Counter(skip.summary_key() for skip in skips)
 
 
-def write_manifest(out_dir, cfg, entries, skips, annotation_file, sources, keypoints=None):
+def write_manifest(out_dir, cfg, entries, skips, annotation_file, sources, keypoints=None,
+                   crowd=()):
     """``manifest.json`` and ``skipped.json`` (every Skip: person, kind, reason).
-    ``keypoints``: the shards' set (MPII if None), recorded as its JSON."""
+    ``keypoints``: the shards' set (MPII if None), recorded as its JSON. An ``oks`` set
+    also gets ``crowd.json``, its val images' crowd regions ``crowd`` (COCO-format
+    dicts, :data:`hgpipe.data.schema.CROWD_FILE`), named in the manifest; any other set
+    none (a stale one of an earlier run is removed)."""
     counts = {split: sum(e["count"] for e in entries if e["split"] == split)
               for split in schema.SPLITS}
     entries = sorted(entries, key=lambda e: e["file"])
@@ -531,6 +535,11 @@ def write_manifest(out_dir, cfg, entries, skips, annotation_file, sources, keypo
     context = context_of(shard_settings(cfg, keypoints))
     if context is not None:
         manifest.update(context_side=context.side, context_density=context.density)
+    crowd_path = os.path.join(out_dir, schema.CROWD_FILE)
+    if (keypoints or MPII).metric == "oks":
+        manifest["crowd"] = shards.write_crowd(out_dir, crowd)
+    elif os.path.exists(crowd_path):
+        os.remove(crowd_path)
     atomic.write_json(os.path.join(out_dir, shards.MANIFEST), manifest)
     atomic.write_json(os.path.join(out_dir, SKIPPED_FILE),
                       [{"person": s.person, "kind": s.kind, "reason": s.reason} for s in skips])
@@ -575,24 +584,25 @@ def prepare_dataset(cfg, mpii_dir, out_dir, annotations=None, workers=1, overwri
                          % [p for p in paths if paths.count(p) > 1][0])
     # several files (e.g. MMPose's train and val JSONs): read in order, a person listed
     # in two files is kept from the first (readers.read_annotation_files)
-    notes = []
-    records, duplicates = read_annotation_files(paths, notes)
+    notes, crowd = [], []
+    records, duplicates = read_annotation_files(paths, notes, crowd)
     for line in notes:
         echo(line)
     for path, dropped in duplicates.items():
         echo("%s: %d persons already read from an earlier --annotations file; the first "
              "file's record kept" % (path, dropped))
     return prepare_records(cfg, records, mpii_dir, out_dir, paths, workers, overwrite, echo,
-                           progress)
+                           progress, crowd=crowd)
 
 
 def prepare_records(cfg, records, dataset_dir, out_dir, annotation_files=("(records)",),
-                    workers=1, overwrite=False, echo=_print, progress=None):
+                    workers=1, overwrite=False, echo=_print, progress=None, crowd=()):
     """prepare's policy from person records on (:func:`prepare_dataset` after reading
     its files; a caller with records of its own, from
     :func:`hgpipe.data.records.make_record`, starts here). ``dataset_dir`` holds the
     ``images/`` folder; ``annotation_files`` name the records' sources in messages and
     the manifest. The records' keypoint set (one per folder) sizes and names the shards.
+    ``crowd``: the val images' crowd regions of an ``oks`` set (:func:`write_manifest`).
     """
     paths = list(annotation_files)
     mpii_dir = dataset_dir
@@ -622,11 +632,11 @@ def prepare_records(cfg, records, dataset_dir, out_dir, annotation_files=("(reco
 
     with folder_lock(out_dir):  # one writer per folder, for the whole run
         return _write_shards(cfg, out_dir, tasks, skips, paths, mpii_dir,
-                             workers, overwrite, echo, progress, keypoints)
+                             workers, overwrite, echo, progress, keypoints, crowd)
 
 
 def _write_shards(cfg, out_dir, tasks, skips, annotation_file, mpii_dir, workers,
-                  overwrite, echo, progress, keypoints=MPII):
+                  overwrite, echo, progress, keypoints=MPII, crowd=()):
     shard_records.remove_leftovers(out_dir)
     if overwrite:  # nothing of the old config stays, not even its manifest
         shard_records.remove_other_shards(out_dir, set(t.file_name for t in tasks))
@@ -646,7 +656,7 @@ def _write_shards(cfg, out_dir, tasks, skips, annotation_file, mpii_dir, workers
         skips += entry["skipped"]
     _report_unreadable(skips, echo)
     manifest = write_manifest(out_dir, cfg, entries, skips, annotation_file,
-                              {"mpii": os.path.abspath(mpii_dir)}, keypoints)
+                              {"mpii": os.path.abspath(mpii_dir)}, keypoints, crowd)
     counts = manifest["counts"]
     echo("wrote %d train + %d val samples in %d shards to %s" % (
         counts["train"], counts["val"], len(manifest["shards"]), out_dir))

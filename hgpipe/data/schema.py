@@ -6,6 +6,7 @@ Layout of a shards directory::
     SHARDS_DIR/train-00000.h5 ...     augmented training samples (offline geometry), or
                                       one context crop per person (device geometry)
     SHARDS_DIR/val-00000.h5 ...       one unaugmented crop per validation person
+    SHARDS_DIR/crowd.json             oks sets: the val images' crowd regions (below)
 
 Coordinate frames (*image* 1-based, *crop* and *heatmap* 0-based,
 ``crop = stride * heatmap + (stride - 1) / 2``) and the heatmap encoding are those of
@@ -19,7 +20,14 @@ Keypoint set: the manifest's ``keypoints`` (:meth:`hgpipe.joints.KeypointSet.to_
 as an object) says whose joints the shards hold; J per sample is its joint count. A
 manifest without it (every shard written before keypoint sets) holds MPII's 16. Val
 shards of an ``oks`` set also carry each person's COCO ``area`` and ids, which OKS AP
-needs (:func:`hgpipe.eval.keypoint_metrics.oks_ap`).
+needs (:func:`hgpipe.eval.keypoint_metrics.oks_ap`). Beside them, :data:`CROWD_FILE`
+holds the val file's crowd annotations, which COCOeval uses to ignore the predictions
+that fall in them (:mod:`hgpipe.data.readers.coco_json`): ``{"annotations": [...]}``,
+each with ``id``, ``image_id``, ``category_id``, ``iscrowd`` 1, ``bbox`` (COCO's 0-based
+``[x, y, w, h]``), ``area``, ``keypoints`` (``[x, y, v] * J``) and ``num_keypoints`` as
+in the file. The manifest names it in ``crowd`` (``file``, ``count``, ``bytes`` and its
+``crc32``, verified as a shard's); a manifest without ``crowd`` (a folder written
+before it, or of another metric) has no crowd regions.
 """
 import json
 
@@ -31,6 +39,7 @@ SCHEMA_VERSION = 1
 MAX_IMAGE_NAME = 64    # bytes of an image file name kept in a shard (longer: skipped)
 
 SPLITS = ("train", "val")
+CROWD_FILE = "crowd.json"   # oks sets: the val images' crowd regions (module doc)
 
 
 def shard_name(split, index):

@@ -21,6 +21,7 @@ import zlib
 import h5py
 import numpy as np
 
+from hgpipe import atomic
 from hgpipe.atomic import atomic_path
 from hgpipe.data import schema, shard_checks
 from hgpipe.data.shard_checks import ShardError  # re-exported: the one shard error type
@@ -360,14 +361,88 @@ def shard_problem(shards_dir, entry, manifest=None):
 
 
 def damaged_shards(shards_dir, manifest=None):
-    """[(path, problem)] for every manifest shard that is missing or damaged."""
+    """[(path, problem)] for every manifest shard that is missing or damaged (and the
+    crowd regions' file, :data:`hgpipe.data.schema.CROWD_FILE`, when the manifest names
+    one)."""
     manifest = manifest or load_manifest(shards_dir)
     found = []
     for entry in manifest["shards"]:
         problem = shard_problem(shards_dir, entry, manifest)
         if problem:
             found.append((os.path.join(shards_dir, entry["file"]), problem))
+    crowd = manifest.get("crowd")
+    if isinstance(crowd, dict) and crowd.get("file") == schema.CROWD_FILE:
+        problem = shard_problem(shards_dir, crowd)
+        if problem:
+            found.append((os.path.join(shards_dir, schema.CROWD_FILE), problem))
     return found
+
+
+MAX_CROWD_BYTES = 256 << 20   # COCO val2017's 1.5k crowd regions, without masks: ~1 MB
+
+
+def write_crowd(out_dir, regions):
+    """Write the crowd regions' file atomically; returns its manifest entry."""
+    path = os.path.join(out_dir, schema.CROWD_FILE)
+    atomic.write_json(path, {"annotations": list(regions)})
+    return {"file": schema.CROWD_FILE, "count": len(regions),
+            "bytes": os.path.getsize(path), CHECKSUM_KEY: file_crc32(path)}
+
+
+def _crowd_problem(regions, num_joints):
+    """Why a parsed crowd file is not what prepare writes (schema doc), or None."""
+    if not isinstance(regions, dict) or not isinstance(regions.get("annotations"), list):
+        return "expected an object with an 'annotations' list"
+    for k, region in enumerate(regions["annotations"]):
+        where = "annotations[%d]" % k
+        if not isinstance(region, dict):
+            return "%s is not an object" % where
+        for key in ("id", "image_id", "category_id", "num_keypoints"):
+            value = region.get(key)
+            if not shard_checks._is_int(value):
+                return "%s: %s must be an integer, got %s" % (where, key,
+                                                              shard_checks._short(value))
+        for key, size in (("bbox", 4), ("keypoints", 3 * num_joints), ("area", None)):
+            value = region.get(key)
+            values = [value] if size is None else value
+            if not isinstance(values, list) or (size is not None and len(values) != size) \
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                               and np.isfinite(v) for v in values):
+                return "%s: %s must be %s, got %s" % (
+                    where, key, "a finite number" if size is None else
+                    "%d finite numbers" % size, shard_checks._short(value))
+    return None
+
+
+def load_crowd(shards_dir, manifest):
+    """The crowd regions a manifest names (a list of COCO-format dicts), [] when it names
+    none. A missing, damaged or malformed file: one ShardError line naming it."""
+    entry = manifest.get("crowd")
+    if entry is None:
+        return []
+    path = os.path.join(shards_dir, schema.CROWD_FILE)
+    if not isinstance(entry, dict) or entry.get("file") != schema.CROWD_FILE or \
+            not isinstance(entry.get(CHECKSUM_KEY), str):
+        raise ShardError("%s: manifest crowd entry is %s, expected {'file': %r, %r: ...} "
+                         "(re-run 'hgpipe prepare')" % (os.path.join(shards_dir, MANIFEST),
+                                                        shard_checks._short(entry),
+                                                        schema.CROWD_FILE, CHECKSUM_KEY))
+    problem = shard_problem(shards_dir, entry)
+    if problem is None and os.path.getsize(path) > MAX_CROWD_BYTES:
+        problem = "%d bytes, too big for crowd regions" % os.path.getsize(path)
+    if problem is None:
+        try:
+            with open(path, "rb") as handle:
+                regions = json.loads(handle.read().decode("utf-8"))
+        except (ValueError, RecursionError) as exc:
+            problem = "not valid JSON: %s" % (str(exc).splitlines()[0][:200] if str(exc)
+                                              else type(exc).__name__)
+        else:
+            problem = _crowd_problem(regions, schema.keypoints_of(manifest).num_joints)
+    if problem:
+        raise ShardError("%s: crowd regions: %s; re-run 'hgpipe prepare'"
+                         % (path, problem))
+    return regions["annotations"]
 
 
 def damage_message(damaged):

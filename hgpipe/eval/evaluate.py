@@ -175,7 +175,8 @@ def score_predictions(coords, scores, gt):
         return keypoint_metrics.pck_torso(coords, gt.joints, gt.annotated, keypoints.torso)
     if keypoints.metric == "oks":
         return keypoint_metrics.oks_ap(coords, scores, gt.joints, gt.annotated, gt.area,
-                                       gt.image_id, gt.annotation_id, keypoints.oks_sigmas)
+                                       gt.image_id, gt.annotation_id, keypoints.oks_sigmas,
+                                       crowd=gt.crowd)
     raise EvalFileError("%s: the %s set is scored by %s, which needs MPII's 16 joints"
                         % (gt.source or "ground truth", keypoints.name, keypoints.metric))
 

@@ -18,7 +18,8 @@ it, ``:59`` correct when ``<=`` the threshold (0.2, the end of ``range = 0:0.01:
 OKS AP is pycocotools' COCOeval (``iouType='keypoints'``, the set's sigmas as
 ``params.kpt_oks_sigmas``), on predictions in COCO results format
 (:func:`coco_results`), scored against a ground truth made of the same persons: the
-val shards' persons with their areas, image ids and annotation ids from the source file.
+val shards' persons with their areas, image ids and annotation ids from the source file,
+and the val images' crowd regions prepare kept (:data:`hgpipe.data.schema.CROWD_FILE`).
 A person's score is MMPose's rescoring for ground-truth boxes (v0.29.0
 ``mmpose/datasets/datasets/top_down/topdown_coco_dataset.py:296-313``: the mean of the
 joint scores above ``vis_thr``, 0.2 in its COCO configs such as
@@ -138,11 +139,14 @@ def coco_results(pred_xy, pred_scores, image_id, category_id=1):
 
 
 def ground_truth(gt_xy, annotated, area, image_id, annotation_id, num_joints,
-                 category_id=1):
+                 category_id=1, crowd=()):
     """A COCO-format ground-truth dict of the given persons (hgpipe 1-based pixels in,
     COCO 0-based out; ``v`` = 2 for an annotated joint, 0 otherwise: COCOeval only asks
     ``v > 0``). The box is the annotated joints' extent: COCOeval reads a ground-truth
-    box only for a person without labelled joints, which the val shards never hold."""
+    box only for a person without labelled joints, which the val shards never hold.
+    ``crowd``: crowd regions in COCO's format and pixels (the shards' ``crowd.json``),
+    added with ``iscrowd`` 1 as they are, those of the persons' images only (COCOeval
+    scores only the images it lists, ``params.imgIds``)."""
     gt = np.asarray(gt_xy, dtype=np.float64) - cocotools.PIXEL_OFFSET
     annotated = np.asarray(annotated, dtype=bool)
     annotations = []
@@ -159,7 +163,11 @@ def ground_truth(gt_xy, annotated, area, image_id, annotation_id, num_joints,
             "keypoints": [float(v) for v in triples.ravel()],
             "bbox": [float(low[0]), float(low[1]), float(high[0] - low[0]),
                      float(high[1] - low[1])]})
-    images = [{"id": i} for i in sorted(set(int(i) for i in image_id))]
+    listed = set(int(i) for i in image_id)
+    for region in crowd:
+        if int(region["image_id"]) in listed:
+            annotations.append(dict(region, category_id=int(category_id), iscrowd=1))
+    images = [{"id": i} for i in sorted(listed)]
     return {"images": images, "annotations": annotations,
             "categories": [{"id": int(category_id), "name": "keypoints",
                             "keypoints": ["joint_%d" % j for j in range(num_joints)]}]}
@@ -182,18 +190,28 @@ def cocoeval_stats(gt_dataset, results, sigmas):
     return [float(v) for v in evaluator.stats]
 
 
-def oks_ap(pred_xy, pred_scores, gt_xy, annotated, area, image_id, annotation_id, sigmas):
+def oks_ap(pred_xy, pred_scores, gt_xy, annotated, area, image_id, annotation_id, sigmas,
+           crowd=()):
     """OKS AP with ground-truth boxes, through pycocotools' COCOeval (COCO-format sets).
 
     ``pred_xy``, ``gt_xy``: (N, K, 2) pixels, one prediction per ground-truth person;
     ``pred_scores``: (N, K) heatmap peak values; ``annotated``: (N, K) bool (COCO v > 0);
     ``area``: (N,) the annotations' areas; ``image_id``, ``annotation_id``: (N,) ints
-    from the source file; ``sigmas``: (K,) ``KeypointSet.oks_sigmas``. Returns a
-    :class:`KeypointScore` whose total is AP (x 100) over OKS 0.50:0.95.
+    from the source file; ``sigmas``: (K,) ``KeypointSet.oks_sigmas``; ``crowd``: the
+    val images' crowd regions (COCO-format dicts with id, image_id, bbox, area,
+    keypoints, num_keypoints: :func:`hgpipe.eval.pred_files.read_keypoint_ground_truth`
+    reads them from the shards). Returns a :class:`KeypointScore` whose total is AP
+    (x 100) over OKS 0.50:0.95.
 
-    Against the source file itself, COCOeval would also see the persons prepare did not
-    keep (crowd regions, persons without labelled joints: both ignored by COCOeval
-    anyway; persons skipped for a bad box or image: missed there, absent here)."""
+    Crowd regions are not scored, but a prediction that matches one is ignored, neither
+    true nor false positive (pycocotools ``cocoeval.py`` ``_prepare``: ``iscrowd`` sets
+    ``ignore``; ``evaluateImg``: ``dtIg[tind,dind] = gtIg[m]``; one region may match many
+    predictions): without them a prediction near a crowd is a false positive and AP
+    falls (54.4 against COCOeval's 55.3 on data/demo_coco's val file). With them this is
+    COCOeval on the source file, except for the persons prepare did not keep: one
+    without labelled joints is also an ignored ground truth there (``num_keypoints ==
+    0``), which can likewise absorb one prediction; one skipped for a bad box or image is
+    missed there and absent here."""
     pred, gt, annotated = _as_arrays(pred_xy, gt_xy, annotated)
     scores = np.asarray(pred_scores, dtype=np.float64)
     sigmas = np.asarray(sigmas, dtype=np.float64)
@@ -207,7 +225,8 @@ def oks_ap(pred_xy, pred_scores, gt_xy, annotated, area, image_id, annotation_id
     if len(set(annotation_id.tolist())) != len(annotation_id):
         raise ValueError("annotation ids repeat: each val person needs its own")
     stats = cocoeval_stats(
-        ground_truth(gt, annotated, area, image_id, annotation_id, pred.shape[1]),
+        ground_truth(gt, annotated, area, image_id, annotation_id, pred.shape[1],
+                     crowd=crowd),
         coco_results(pred, scores, image_id), sigmas)
     stats = [float("nan") if v < 0 else 100.0 * v for v in stats]   # -1: nothing to score
     return KeypointScore("oks", stats[0], None, int(len(pred)),

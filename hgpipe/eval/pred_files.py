@@ -88,6 +88,7 @@ class KeypointGroundTruth(NamedTuple):
     annotation_id: Optional[np.ndarray] = None  # (N,) oks sets: COCO annotation ids
     annolist_index: Optional[np.ndarray] = None
     person_index: Optional[np.ndarray] = None
+    crowd: tuple = ()           # oks sets: the val images' crowd regions (COCO dicts)
 
     @property
     def num_persons(self):
@@ -278,6 +279,8 @@ def read_keypoint_ground_truth(shards_dir):
         manifest = shards.load_manifest(shards_dir)
         keypoints = schema.keypoints_of(manifest)
         paths = shards.shard_paths(shards_dir, "val", manifest)
+        crowd = shards.load_crowd(shards_dir, manifest) if keypoints.metric == "oks" \
+            else []
     except (shard_checks.ShardError, ValueError) as exc:
         raise EvalFileError(str(exc))
     if not paths:
@@ -306,7 +309,8 @@ def read_keypoint_ground_truth(shards_dir):
     if keypoints.metric == "oks":
         extra = dict(area=arrays["area"].astype(np.float64),
                      image_id=arrays["image_id"].astype(np.int64),
-                     annotation_id=arrays["annotation_id"].astype(np.int64))
+                     annotation_id=arrays["annotation_id"].astype(np.int64),
+                     crowd=tuple(crowd))
     return KeypointGroundTruth(
         keypoints, arrays["gt_joints"].astype(np.float64),
         arrays["gt_annotated"].astype(bool), shards_dir,

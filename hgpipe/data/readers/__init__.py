@@ -89,7 +89,7 @@ def _read_json(path):
     items = load_json(path)
     if is_coco_file(items):
         records, notes = records_from_coco(items, path)
-        return RecordList(records, notes)
+        return RecordList(records, notes, records.crowd)
     first = items[0] if isinstance(items, list) and items else None
     if isinstance(first, dict) and "joint_self" in first:
         return records_from_entries(items, path)
@@ -125,7 +125,8 @@ def read_annotations(path, split=None):
     else:
         raise AnnotationError("%s: unknown annotation format (expected .mat, .json, "
                               ".json.gz or .txt)" % (path,))
-    return RecordList(select_split(records, split), getattr(records, "notes", ()))
+    return RecordList(select_split(records, split), getattr(records, "notes", ()),
+                      getattr(records, "crowd", ()) if split != "train" else ())
 
 
 def person_key(record):
@@ -137,19 +138,23 @@ def person_key(record):
             round(float(record.center[1]), 3), round(float(record.scale), 6))
 
 
-def read_annotation_files(paths, notes=None):
+def read_annotation_files(paths, notes=None, crowd=None):
     """Records of several annotation files (MMPose's separate train and val JSONs, say),
     in the order given. The rule for a person found in more than one file (same key, see
     :func:`person_key`): the first file's record is kept, the later ones are dropped and
     counted. Returns ``(records, duplicates)``; ``duplicates`` maps each later file to
     how many of its persons were dropped. ``notes``: a list the files' notes (what their
-    readers left out, :func:`read_annotations`) are appended to."""
+    readers left out, :func:`read_annotations`) are appended to; ``crowd``: one their
+    crowd regions are appended to (COCO-format val files; a region id seen is kept once)."""
     records, seen, duplicates = [], set(), {}
     for path in paths:
         dropped = 0
         found = read_annotations(path)
         if notes is not None:
             notes.extend(found.notes)
+        if crowd is not None:
+            known = set(region["id"] for region in crowd)
+            crowd.extend(region for region in found.crowd if region["id"] not in known)
         for record in found:
             key = person_key(record)
             if key in seen:

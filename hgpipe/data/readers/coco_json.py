@@ -28,6 +28,17 @@ centre 15 s down, so a record keeps ``max(w, h) / 200`` and the centre 15 s up.
 Pixels are hgpipe's 1-based ones (:data:`hgpipe.cocotools.PIXEL_OFFSET` added).
 Area, image id and annotation id stay on the records for OKS AP.
 
+Crowd regions: a val file's crowd annotations (of the keypoint category) are no persons,
+but COCOeval uses them: it marks a ground truth with ``iscrowd`` ignored
+(pycocotools ``cocoeval.py`` ``_prepare``: ``gt['ignore'] = 'iscrowd' in gt and
+gt['iscrowd']``, then ``num_keypoints == 0`` also ignores) and a prediction matched to
+an ignored ground truth is ignored, neither true nor false positive (``evaluateImg``:
+``dtIg[tind,dind] = gtIg[m]``); a crowd region may match any number of predictions, and
+``computeOks`` scores a ground truth without labelled keypoints by its box. So the
+records of a val file carry them (``RecordList.crowd``: id, image_id, bbox, area,
+keypoints, num_keypoints as in the file; no segmentation, which keypoint OKS never
+reads), and prepare keeps them beside the val shards (:data:`hgpipe.data.schema.CROWD_FILE`).
+
 Split: a file whose name says ``val`` (``person_keypoints_val2017.json``, ``val.json``,
 ``valid.json``, ``person_keypoints_minival2014.json``) holds validation persons, any
 other file training persons; give the train and the val file as two ``--annotations``.
@@ -221,7 +232,7 @@ def records_from_coco(data, path):
     base, k = source_name(path), keypoints.num_joints
     validation = is_val_file(path)
     skipped = {}
-    records = []
+    records, crowd = [], []
     for image in data["images"]:
         for person, ann in enumerate(coco.loadAnns(coco.getAnnIds(imgIds=[image["id"]])), 1):
             where = "%s: annotation id %d" % (path, ann["id"])
@@ -230,6 +241,8 @@ def records_from_coco(data, path):
                 reason = SKIP_OTHER_CATEGORY
             elif ann.get("iscrowd", 0):
                 reason = SKIP_CROWD
+                if validation:
+                    crowd.append(crowd_region(ann, k, where))
             if reason is None:
                 box = _clean_box(ann, image, where)
                 if box is None:
@@ -252,7 +265,36 @@ def records_from_coco(data, path):
                 source="%s:id %d" % (base, ann["id"]), keypoints=keypoints,
                 area=float(area) if area is not None else float("nan"),
                 image_id=int(image["id"]), annotation_id=int(ann["id"])))
-    return records, [_note(base, keypoints, len(records), validation, skipped)]
+    return RecordList(records, crowd=crowd), [_note(base, keypoints, len(records),
+                                                    validation, skipped)]
+
+
+def crowd_region(ann, k, where):
+    """What OKS AP needs of a crowd annotation (module doc), checked: COCOeval reads its
+    bbox (``computeOks`` when it has no labelled keypoints), area, keypoints and
+    num_keypoints (``_prepare``)."""
+    box = ann.get("bbox")
+    if not isinstance(box, list) or len(box) != 4:
+        raise AnnotationError("%s: a crowd annotation needs bbox [x, y, w, h], got %r"
+                              % (where, box))
+    if "area" not in ann:
+        raise AnnotationError("%s: a crowd annotation needs an area" % (where,))
+    raw = ann.get("keypoints")
+    if raw is None:
+        raw = [0] * (3 * k)
+    else:
+        _keypoints(ann, k, where)
+    count = ann.get("num_keypoints")
+    if count is None:
+        count = sum(1 for v in raw[2::3] if v > 0)
+    elif not _is_id(count) or count < 0:
+        raise AnnotationError("%s: num_keypoints must be a count, got %r" % (where, count))
+    return {"id": int(ann["id"]), "image_id": int(ann["image_id"]),
+            "category_id": int(ann["category_id"]), "iscrowd": 1,
+            "bbox": [_number(v, "bbox", where) for v in box],
+            "area": _number(ann["area"], "area", where),
+            "keypoints": [_number(v, "keypoints", where) for v in raw],
+            "num_keypoints": int(count)}
 
 
 def _note(base, keypoints, kept, validation, skipped):
@@ -269,4 +311,5 @@ def read_coco_json(path, split=None):
     of its keypoint set; the returned list's ``notes`` say what was left out and why."""
     check_split(split)
     records, notes = records_from_coco(load_json(path), path)
-    return RecordList(select_split(records, split), notes)
+    return RecordList(select_split(records, split), notes,
+                      crowd=records.crowd if split != "train" else ())

@@ -19,11 +19,14 @@ class AnnotationError(ValueError):
 
 class RecordList(list):
     """A reader's records with ``notes``: lines about the file a command prints (what a
-    reader left out and why, when that is not an error)."""
+    reader left out and why, when that is not an error), and ``crowd``: the crowd
+    regions of a COCO-format val file (dicts in COCO's format, :mod:`.coco_json`) that
+    OKS AP needs beside the val persons; empty for every other file."""
 
-    def __init__(self, records=(), notes=()):
+    def __init__(self, records=(), notes=(), crowd=()):
         super(RecordList, self).__init__(records)
         self.notes = list(notes)
+        self.crowd = list(crowd)
 
 
 def check_file_size(path, limit=MAX_ANNOTATION_BYTES):
