@@ -117,8 +117,13 @@ def test_prepare_writes_shards_of_the_coco_set(tmp_path):
     crowd = {name: sum(1 for a in _load(path)["annotations"] if a["iscrowd"])
              for name, path in (("train", TRAIN), ("val", VAL))}
     assert "person_keypoints_val.json: %d coco persons (val); %d annotations left out: " \
-           "%d iscrowd" % (len([a for a in _load(VAL)["annotations"] if not a["iscrowd"]]),
-                           crowd["val"], crowd["val"]) in result.output
+           "%d iscrowd (%d kept as crowd regions for OKS AP)" % (
+               len([a for a in _load(VAL)["annotations"] if not a["iscrowd"]]),
+               crowd["val"], crowd["val"], crowd["val"]) in result.output
+    assert "person_keypoints_train.json: %d coco persons (train); %d annotations left " \
+           "out: %d iscrowd\n" % (
+               len([a for a in _load(TRAIN)["annotations"] if not a["iscrowd"]]),
+               crowd["train"], crowd["train"]) in result.output
     with open(os.path.join(out, "manifest.json")) as handle:
         manifest = json.load(handle)
     assert manifest["keypoints"]["name"] == "coco"

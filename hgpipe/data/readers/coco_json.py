@@ -266,7 +266,7 @@ def records_from_coco(data, path):
                 area=float(area) if area is not None else float("nan"),
                 image_id=int(image["id"]), annotation_id=int(ann["id"])))
     return RecordList(records, crowd=crowd), [_note(base, keypoints, len(records),
-                                                    validation, skipped)]
+                                                    validation, skipped, len(crowd))]
 
 
 def crowd_region(ann, k, where):
@@ -297,12 +297,14 @@ def crowd_region(ann, k, where):
             "num_keypoints": int(count)}
 
 
-def _note(base, keypoints, kept, validation, skipped):
+def _note(base, keypoints, kept, validation, skipped, crowd=0):
     line = "%s: %d %s persons (%s)" % (base, kept, keypoints.name,
                                        "val" if validation else "train")
     if skipped:
         line += "; %d annotations left out: %s" % (sum(skipped.values()), ", ".join(
             "%d %s" % (n, reason) for reason, n in sorted(skipped.items())))
+    if crowd:   # no persons, but OKS AP ignores the predictions that fall on them
+        line += " (%d kept as crowd regions for OKS AP)" % crowd
     return line
 
 
