@@ -47,6 +47,9 @@ hourglass, no residual after it, its ``ll_[0]`` merge, no conv biases, no BN gam
 network described above.
 
 The network returns logits (no sigmoid) in the compute dtype; the loss casts to float32.
+``dtype="float64"`` computes and keeps every variable in float64 (TF has no float64 fused
+batch norm: :func:`hgpipe.model.layers.batch_norm` computes it from moments): the
+training graph's float64 verification mode (:func:`hgpipe.train.graph.build_train_graph`).
 """
 import numbers
 
@@ -82,7 +85,7 @@ STEMS = ("newell", "bearpaw")
 # newell: this module's network (hg.lua / bearpaw / PSH); seed: wbenbihi's hourglass_tiny.py
 ARCHITECTURES = ("newell", "seed")
 
-_COMPUTE_DTYPES = ("float32", "float16")
+_COMPUTE_DTYPES = ("float32", "float16", "float64")
 
 
 def _positive_int(config, key, minimum=1):
@@ -217,7 +220,8 @@ def build_hourglass(images, n_stacks, n_feats, n_modules, n_low, n_joints=NUM_JO
     input_mean: None or (R, G, B) subtracted from ``images`` before the first conv.
     architecture: "newell" (this module's network) or "seed" (wbenbihi's, see
         :mod:`hgpipe.model.seed_hourglass`; H and W multiples of ``4 * 2**(n_low + 1)``).
-    dtype: compute dtype, "float32" or "float16" (variables stay float32).
+    dtype: compute dtype, "float32", "float16" (variables stay float32) or "float64"
+        (variables float64 too).
     scope, reuse: variable scope; pass ``reuse=True`` to build a second graph branch (e.g.
         an eval tower) sharing the weights of the first.
 
@@ -302,6 +306,8 @@ def _uint8_to_unit_float(tensor, dtype, what, full_scale=255.0):
     tensor = tf.convert_to_tensor(tensor)
     if tensor.dtype != tf.uint8:
         raise ValueError("%s: expected a uint8 tensor, got %s" % (what, tensor.dtype.name))
+    if dtype == "float64":  # exact: no float32 rounding of the [0, 1] values
+        return tf.cast(tensor, tf.float64) * (1.0 / full_scale)
     unit = tf.cast(tensor, tf.float32) * (1.0 / full_scale)
     return unit if dtype == "float32" else tf.cast(unit, dtype)
 
@@ -316,9 +322,9 @@ def input_from_uint8(images_uint8, dtype="float32"):
         return _uint8_to_unit_float(images_uint8, dtype, "input_from_uint8")
 
 
-def heatmaps_from_uint8(heatmaps_uint8):
-    """Stored uint8 target heatmaps -> float32 in [0, 1] (stored value /
+def heatmaps_from_uint8(heatmaps_uint8, dtype="float32"):
+    """Stored uint8 target heatmaps -> float32 (or float64) in [0, 1] (stored value /
     :data:`hgpipe.codec.HEATMAP_SCALE`, the codec's encoding)."""
     with tf.name_scope("heatmaps_from_uint8"):
-        return _uint8_to_unit_float(heatmaps_uint8, "float32", "heatmaps_from_uint8",
+        return _uint8_to_unit_float(heatmaps_uint8, dtype, "heatmaps_from_uint8",
                                     HEATMAP_SCALE)

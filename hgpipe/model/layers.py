@@ -9,7 +9,10 @@ that exists in ``compat.v1`` of both TF 1.15 and TF 2.x.
 All tensors are NHWC.  ``is_training`` is either a Python bool (the branch is chosen while
 building the graph) or a scalar ``tf.bool`` tensor (the branch is chosen per ``run`` with
 ``tf.cond``); batch norm and dropout honour it.  Variables are float32; a float16 input
-computes in float16 (weights are cast on read, batch-norm statistics stay float32).
+computes in float16 (weights are cast on read, batch-norm statistics stay float32).  A
+float64 input makes every variable float64 too (:func:`variable_dtype`): the float64
+verification mode of the training graph (``build_train_graph(..., dtype="float64")``),
+which matches a float64 reference run to rounding instead of float32 noise.
 """
 import numpy as np
 
@@ -60,6 +63,12 @@ def _channels(x):
     return int(channels)
 
 
+def variable_dtype(x):
+    """The dtype of the variables a layer on ``x`` makes: float64 for a float64 input,
+    float32 otherwise (a float16 input reads float32 weights cast to float16)."""
+    return tf.float64 if x.dtype.base_dtype == tf.float64 else tf.float32
+
+
 def xavier_normal_initializer(shape, dtype=None, partition_info=None):
     """``tf.contrib.layers.xavier_initializer(uniform=False)``, the seed's conv init
     (wbenbihi hourglass_tiny.py:501, :521), written out because tf.contrib is gone in
@@ -85,7 +94,7 @@ def conv2d(x, n_out, kernel_size=1, stride=1, use_bias=True, name="conv", pad=No
     n_in = _channels(x)
     with tf.variable_scope(name):
         weights = tf.get_variable(
-            "weights", [kernel_size, kernel_size, n_in, n_out], dtype=tf.float32,
+            "weights", [kernel_size, kernel_size, n_in, n_out], dtype=variable_dtype(x),
             initializer=initializer or tf.variance_scaling_initializer(
                 scale=_TORCH_CONV_INIT_SCALE, mode="fan_in", distribution="uniform"))
         if pad is not None:
@@ -99,7 +108,7 @@ def conv2d(x, n_out, kernel_size=1, stride=1, use_bias=True, name="conv", pad=No
             padding = "VALID"
         y = tf.nn.conv2d(x, tf.cast(weights, x.dtype), [1, stride, stride, 1], padding)
         if use_bias:
-            biases = tf.get_variable("biases", [n_out], dtype=tf.float32,
+            biases = tf.get_variable("biases", [n_out], dtype=variable_dtype(x),
                                      initializer=tf.zeros_initializer())
             y = tf.nn.bias_add(y, tf.cast(biases, y.dtype))
         return y
@@ -117,30 +126,45 @@ def batch_norm(x, is_training, decay=BN_DECAY, epsilon=BN_EPSILON, name="bn", sc
     with a bool tensor the updates are no-ops whenever it is fed ``False``.
     ``scale=False`` has no gamma (a fixed 1): ``tf.contrib.layers.batch_norm``'s default,
     which the seed uses (wbenbihi hourglass_tiny.py:523, :540-554).
+
+    float32 and float16 inputs run ``tf.nn.fused_batch_norm``.  TF has no float64 kernel
+    of it, so a float64 input computes the same thing from ``tf.nn.moments``
+    (:func:`_moments_batch_norm`).  The epsilon: TF 1.15's ``fused_batch_norm`` raises any
+    epsilon below 1.001e-5 to 1.001e-5 (``nn_impl.py``: ``min_epsilon``), so a float32
+    graph on TF 1.15 normalises with 1.001e-5 where the references (and TF 2.x) use 1e-5;
+    the float64 path uses ``epsilon`` as given on both.
     """
     n_channels = _channels(x)
+    dtype = variable_dtype(x)
     with tf.variable_scope(name):
         if scale:
-            gamma = tf.get_variable("gamma", [n_channels], dtype=tf.float32,
+            gamma = tf.get_variable("gamma", [n_channels], dtype=dtype,
                                     initializer=tf.ones_initializer())
         else:
-            gamma = tf.ones([n_channels], tf.float32, name="no_gamma")
-        beta = tf.get_variable("beta", [n_channels], dtype=tf.float32,
+            gamma = tf.ones([n_channels], dtype, name="no_gamma")
+        beta = tf.get_variable("beta", [n_channels], dtype=dtype,
                                initializer=tf.zeros_initializer())
-        moving_mean = tf.get_variable("moving_mean", [n_channels], dtype=tf.float32,
+        moving_mean = tf.get_variable("moving_mean", [n_channels], dtype=dtype,
                                       initializer=tf.zeros_initializer(), trainable=False)
-        moving_variance = tf.get_variable("moving_variance", [n_channels], dtype=tf.float32,
+        moving_variance = tf.get_variable("moving_variance", [n_channels], dtype=dtype,
                                           initializer=tf.ones_initializer(), trainable=False)
+        fused = dtype != tf.float64
 
         def train_branch():
+            if not fused:
+                return _moments_batch_norm(x, gamma, beta, epsilon)
             y, mean, variance = tf.nn.fused_batch_norm(
                 x, gamma, beta, epsilon=epsilon, is_training=True)
             return y, mean, variance
 
         def infer_branch():
-            y, _, _ = tf.nn.fused_batch_norm(
-                x, gamma, beta, mean=moving_mean, variance=moving_variance,
-                epsilon=epsilon, is_training=False)
+            if not fused:
+                y = tf.nn.batch_normalization(x, moving_mean, moving_variance, beta, gamma,
+                                              epsilon)
+            else:
+                y, _, _ = tf.nn.fused_batch_norm(
+                    x, gamma, beta, mean=moving_mean, variance=moving_variance,
+                    epsilon=epsilon, is_training=False)
             return y, tf.identity(moving_mean), tf.identity(moving_variance)
 
         is_training = check_is_training(is_training)
@@ -154,6 +178,24 @@ def batch_norm(x, is_training, decay=BN_DECAY, epsilon=BN_EPSILON, name="bn", sc
             moving_variance, (moving_variance - variance) * momentum,
             name="update_moving_variance"))
         return y
+
+
+def _moments_batch_norm(x, gamma, beta, epsilon):
+    """Train-mode batch norm from ``tf.nn.moments``: what ``fused_batch_norm(...,
+    is_training=True)`` returns, for dtypes it has no kernel for (float64).
+
+    The output is normalised with the biased batch variance (mean of squared deviations);
+    the variance returned for the moving average is the unbiased one (times n / (n - 1),
+    n the values per channel), as the fused op returns it (TF's CPU kernel
+    ``fused_batch_norm_op.cc``: ``rest_size_adjust``) and as torch's ``batch_norm`` feeds
+    its ``running_var`` (``torch.nn.functional.batch_norm``, documented on
+    ``torch.nn.BatchNorm2d``: "the running variance is computed with the unbiased
+    estimator", the normalisation with the biased one).
+    """
+    mean, variance = tf.nn.moments(x, [0, 1, 2])
+    y = tf.nn.batch_normalization(x, mean, variance, beta, gamma, epsilon)
+    count = tf.cast(tf.size(x) // tf.shape(x)[-1], x.dtype)
+    return y, mean, variance * (count / (count - 1.0))
 
 
 def relu(x, name="relu"):

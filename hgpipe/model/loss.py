@@ -29,9 +29,13 @@ no sigmoid is applied, :446/:484) against the target map.  The seed takes one me
 (``weighted_bce_loss``, :330-338) is not used by the seed's config (``weighted_loss:
 False``), so ``weighted`` keeps hgpipe's meaning for this kind too.
 
-The loss is always computed in float32: float16 squares of heatmap errors (~1e-3..1e-6)
-underflow and sums over 64x64x16 maps lose precision.
+The loss is computed in float32 whatever the network's dtype (``dtype="float32"``): float16
+squares of heatmap errors (~1e-3..1e-6) underflow and sums over 64x64x16 maps lose
+precision. ``dtype="float64"`` computes it in float64, for the float64 verification mode of
+the training graph (:func:`hgpipe.train.graph.build_train_graph`).
 """
+import numpy as np
+
 from hgpipe.tf_compat import import_tf
 
 tf = import_tf(lazy=True)  # TensorFlow is imported when a graph is built
@@ -60,10 +64,11 @@ def _check_compatible(heatmaps, targets, weights):
 WEIGHTED_MODES = ("masked", "bearpaw")
 STACK_REDUCTIONS = ("sum", "mean")
 LOSS_KINDS = ("mse", "sigmoid_cross_entropy")
+LOSS_DTYPES = ("float32", "float64")
 
 
 def heatmap_loss(heatmaps, targets, weights=None, weighted=True, name="heatmap_loss",
-                 weighted_mode="masked", stacks="sum", kind="mse"):
+                 weighted_mode="masked", stacks="sum", kind="mse", dtype="float32"):
     """Sum (or mean) over stacks of the (optionally joint-weighted) heatmap MSE (or the
     seed's sigmoid cross-entropy).
 
@@ -77,8 +82,9 @@ def heatmap_loss(heatmaps, targets, weights=None, weighted=True, name="heatmap_l
     weighted_mode: "masked" (divide by the total weight) or "bearpaw" (JointsMSELoss).
     stacks: "sum" (Newell, bearpaw) or "mean" (PSH, the seed) of the per-stack losses.
     kind: "mse" or "sigmoid_cross_entropy" (the seed's, heatmaps are logits).
+    dtype: "float32" (any network dtype) or "float64" (the float64 verification mode).
 
-    Returns ``(total_loss, per_stack_losses)``: a float32 scalar and a list of float32
+    Returns ``(total_loss, per_stack_losses)``: a ``dtype`` scalar and a list of ``dtype``
     scalars (one per stack, for TensorBoard), ``total_loss`` their sum or mean.
     """
     if weighted_mode not in WEIGHTED_MODES:
@@ -90,6 +96,10 @@ def heatmap_loss(heatmaps, targets, weights=None, weighted=True, name="heatmap_l
     if stacks not in STACK_REDUCTIONS:
         raise ValueError("heatmap_loss: stacks must be one of %s, got %r"
                          % (", ".join(STACK_REDUCTIONS), stacks))
+    if dtype not in LOSS_DTYPES:
+        raise ValueError("heatmap_loss: dtype must be one of %s, got %r"
+                         % (", ".join(LOSS_DTYPES), dtype))
+    compute = tf.as_dtype(dtype)
     if not isinstance(heatmaps, (list, tuple)):
         heatmaps = [heatmaps]
     if not heatmaps:
@@ -97,27 +107,27 @@ def heatmap_loss(heatmaps, targets, weights=None, weighted=True, name="heatmap_l
     if weighted and weights is None:
         raise ValueError("heatmap_loss: weighted=True needs per-joint weights of shape (N, J)")
     with tf.name_scope(name):
-        targets = tf.cast(targets, tf.float32)
+        targets = tf.cast(targets, compute)
         if weighted:
-            weights = tf.cast(weights, tf.float32)
+            weights = tf.cast(weights, compute)
         _check_compatible(heatmaps, targets, weights if weighted else None)
 
         if weighted:
             map_weights = weights[:, tf.newaxis, tf.newaxis, :]  # (N, 1, 1, J)
-            map_size = tf.cast(tf.shape(targets)[1] * tf.shape(targets)[2], tf.float32)
+            map_size = tf.cast(tf.shape(targets)[1] * tf.shape(targets)[2], compute)
             if weighted_mode == "bearpaw":
                 map_weights = tf.square(map_weights)
-                normaliser = 2.0 * tf.cast(tf.size(targets), tf.float32)
+                normaliser = 2.0 * tf.cast(tf.size(targets), compute)
             else:
                 normaliser = tf.reduce_sum(weights) * map_size
 
         per_stack = []
         for index, stack in enumerate(heatmaps):
             if kind == "mse":
-                per_element = tf.squared_difference(tf.cast(stack, tf.float32), targets)
+                per_element = tf.squared_difference(tf.cast(stack, compute), targets)
             else:
                 per_element = tf.nn.sigmoid_cross_entropy_with_logits(
-                    labels=targets, logits=tf.cast(stack, tf.float32))
+                    labels=targets, logits=tf.cast(stack, compute))
             if weighted:
                 stack_loss = tf.div_no_nan(tf.reduce_sum(per_element * map_weights),
                                            normaliser)
@@ -125,7 +135,11 @@ def heatmap_loss(heatmaps, targets, weights=None, weighted=True, name="heatmap_l
                 stack_loss = tf.reduce_mean(per_element)
             per_stack.append(tf.identity(stack_loss, name="stack%d" % index))
         if stacks == "mean":
-            total = tf.divide(tf.add_n(per_stack), float(len(per_stack)), name="total")
+            # a numpy scalar of the loss dtype: TF 1.15's divide makes a Python float a
+            # float32 tensor whatever the numerator's dtype
+            total = tf.divide(tf.add_n(per_stack), np.asarray(len(per_stack),
+                                                                compute.as_numpy_dtype),
+                              name="total")
         else:
             total = tf.add_n(per_stack, name="total")
         return total, per_stack

@@ -245,10 +245,11 @@ def scaled_learning_rate(tf, learning_rate, global_step, size, scaling, warmup_s
         return learning_rate
     if scaling != "linear":
         raise DistributedError("unknown lr_scaling %r (none or linear)" % scaling)
+    dtype = learning_rate.dtype.base_dtype  # float32, or float64 in the float64 mode
     if warmup_steps > 0:
-        progress = tf.minimum(tf.cast(global_step, tf.float32) / float(warmup_steps), 1.0)
+        progress = tf.minimum(tf.cast(global_step, dtype) / float(warmup_steps), 1.0)
     else:
-        progress = tf.constant(1.0)
+        progress = tf.constant(1.0, dtype)
     factor = 1.0 + (size - 1.0) * progress
     return tf.identity(learning_rate * factor, name="scaled_learning_rate")
 

@@ -141,8 +141,11 @@ class DatasetInput(object):
         return {}
 
 
+COMPUTE_DTYPES = ("float32", "float64")
+
+
 def build_train_graph(cfg, inputs, device="cpu", distributed=None, geometry=None,
-                      keypoints=MPII):
+                      keypoints=MPII, dtype="float32"):
     """Build the whole training graph in the default graph.
 
     ``keypoints``: the shards' set (:func:`hgpipe.data.schema.keypoints_of`): the
@@ -153,9 +156,30 @@ def build_train_graph(cfg, inputs, device="cpu", distributed=None, geometry=None
     the optional learning-rate scaling); None trains on one device. ``geometry``: a
     :class:`Geometry` when ``inputs`` are context crops (:class:`ContextFeedInput`):
     rotation, scale, flip and colour are drawn on the device every step.
+
+    ``dtype="float64"`` builds the same graph in float64: the [0, 1] inputs, every
+    variable (weights, batch-norm statistics, optimizer slots), train-mode batch norm
+    (from moments: TF has no float64 fused kernel), the loss and the learning rate. It is
+    the verification mode that shows a step equal to a float64 reference run to rounding
+    (tests/test_training_step.py, docs/recipes.md "One training step"), where float32
+    steps drift apart in a few steps whoever computes them. A builder argument, not a
+    config key, on purpose: a float64 checkpoint restores into no float32 graph (the
+    inference, export and evaluation graphs are float32), Ascend has no float64 kernels,
+    and a float64 step costs several float32 steps; so ``hgpipe train`` has no such
+    option. Device geometry (``geometry``) still resamples in float32; its crops and
+    heatmaps are then cast.
     """
     tf = import_tf()
+    if dtype not in COMPUTE_DTYPES:
+        raise ValueError("build_train_graph: dtype must be one of %s, got %r"
+                         % (", ".join(COMPUTE_DTYPES), dtype))
     train = cfg["Train"]
+    if dtype == "float64" and (device == "npu" or (device == "gpu"
+                                                   and train["mixed_precision"])):
+        raise ValueError("build_train_graph: dtype float64 runs on cpu or on gpu without "
+                         "mixed precision, not on %s%s" % (
+                             device, " with [Train] mixed_precision" if device == "gpu"
+                             else ""))
     joints_in = int(inputs.weights.shape[1])
     if joints_in != keypoints.num_joints:
         raise ValueError("training inputs hold %d joints, the %s keypoint set %d"
@@ -171,26 +195,31 @@ def build_train_graph(cfg, inputs, device="cpu", distributed=None, geometry=None
             geometry.density, flip=train["device_flip"] or geometry.flip,
             color=train["device_color"] or geometry.color, centre=geometry.centre,
             window=geometry.window, keypoints=keypoints, **draw_key)
+        if dtype != "float32":
+            augmented = augmented._replace(images=tf.cast(augmented.images, dtype),
+                                           heatmaps=tf.cast(augmented.heatmaps, dtype))
     else:
-        augmented = augment_on_device(input_from_uint8(inputs.images),
-                                      heatmaps_from_uint8(inputs.heatmaps), inputs.weights,
-                                      train["device_flip"], train["device_color"],
-                                      keypoints=keypoints, **draw_key)
+        augmented = augment_on_device(input_from_uint8(inputs.images, dtype),
+                                      heatmaps_from_uint8(inputs.heatmaps, dtype),
+                                      inputs.weights, train["device_flip"],
+                                      train["device_color"], keypoints=keypoints,
+                                      **draw_key)
     # Two towers sharing weights, each with a static mode: a tf.cond on a mode tensor
     # would put both batch-norm branches (and their gradients) in one graph, slower to
     # build and to run.
-    model_kw = dict(model_kwargs(cfg), n_joints=keypoints.num_joints)
+    model_kw = dict(model_kwargs(cfg), n_joints=keypoints.num_joints, dtype=dtype)
     outputs = build_hourglass(augmented.images, is_training=True, **model_kw)
     size = cfg["DataSetHG"]["img_size"]
     eval_images = tf.placeholder(tf.uint8, (int(inputs.images.shape[0]), size, size, 3),
                                  name="eval_images")
-    eval_outputs = build_hourglass(input_from_uint8(eval_images), is_training=False,
+    eval_outputs = build_hourglass(input_from_uint8(eval_images, dtype), is_training=False,
                                    reuse=True, **model_kw)
     loss, stack_losses = heatmap_loss(outputs, augmented.heatmaps, augmented.weights,
                                       weighted=train["weighted_loss"],
                                       weighted_mode=train["weighted_loss_mode"],
-                                      stacks=train["stack_loss"], kind=train["loss"])
-    learning_rate = learning_rate_tensor(train, global_step)
+                                      stacks=train["stack_loss"], kind=train["loss"],
+                                      dtype=dtype)
+    learning_rate = learning_rate_tensor(train, global_step, dtype=dtype)
     if distributed is not None:
         learning_rate = scaled_learning_rate(tf, learning_rate, global_step, distributed.size,
                                              train["lr_scaling"], train["lr_warmup_steps"])

@@ -18,7 +18,9 @@ made (``global_step`` before the update that uses the rate, counted from 0):
 
 :func:`learning_rate_at` is the Python form used by the tests and to document recipes;
 :func:`learning_rate_tensor` builds the same values from integer ops on ``global_step``
-(no float rounding of ``step / decay_step``), so the two agree to float32 precision.
+(no float rounding of ``step / decay_step``), so the two agree to float32 precision
+(to float64 precision with ``dtype="float64"``, the training graph's float64 mode: a
+float32 2.5e-4 is off by 2e-8).
 """
 import math
 
@@ -45,21 +47,23 @@ def learning_rate_at(train, step):
     raise ValueError("unknown lr_schedule %r" % (schedule,))
 
 
-def learning_rate_tensor(train, global_step, name="learning_rate"):
-    """A float32 scalar tensor equal to ``learning_rate_at(train, global_step)``."""
+def learning_rate_tensor(train, global_step, name="learning_rate", dtype="float32"):
+    """A ``dtype`` (float32 or float64) scalar tensor equal to ``learning_rate_at(train,
+    global_step)``."""
     tf = import_tf()
+    dtype = tf.as_dtype(dtype)
     schedule = train["lr_schedule"]
     lr = float(train["learning_rate"])
     with tf.name_scope(name):
         step = tf.cast(global_step, tf.int64)
         if schedule == "constant":
-            value = tf.constant(lr, tf.float32)
+            value = tf.constant(lr, dtype)
         elif schedule == "exponential":
             drops = tf.math.floordiv(step, tf.constant(train["decay_step"], tf.int64))
             # exp(k * log(decay)) with log taken in float64 here: float32 pow of a rounded
             # base would drift by k x its rounding error (6e-6 after 100 drops)
-            log_decay = tf.constant(math.log(float(train["learning_rate_decay"])), tf.float32)
-            value = lr * tf.exp(tf.cast(drops, tf.float32) * log_decay)
+            log_decay = tf.constant(math.log(float(train["learning_rate_decay"])), dtype)
+            value = lr * tf.exp(tf.cast(drops, dtype) * log_decay)
         elif schedule == "multistep":
             milestones = milestone_steps(train)
             if milestones:
@@ -69,7 +73,7 @@ def learning_rate_tensor(train, global_step, name="learning_rate"):
                 drops = tf.constant(0, tf.int32)
             gamma = float(train["lr_gamma"])
             values = tf.constant([lr * gamma ** k for k in range(len(milestones) + 1)],
-                                 tf.float32)
+                                 dtype)
             value = tf.gather(values, drops)
         else:
             raise ValueError("unknown lr_schedule %r" % (schedule,))
