@@ -26,6 +26,8 @@ from hgpipe.joints import NUM_JOINTS
 # What a training run writes beside its checkpoints (``LOGDIR/config.ini``), and what
 # ``pck --checkpoint``, ``predict`` and ``export`` read to rebuild its network.
 RUN_CONFIG_FILE = "config.ini"
+# ... and the keypoint set it predicts (absent: MPII), written by train and import-weights.
+KEYPOINTS_FILE = "keypoints.json"
 # The [Network] keys that decide the network (its variables, and input_mean its input):
 # a logdir or a checkpoint belongs to one set of values.
 NETWORK_KEYS = ("nStacks", "nFeats", "nModules", "nLow", "tiny", "stem", "input_mean",

@@ -231,3 +231,46 @@ def test_a_killed_imports_staging_folder_is_removed_by_the_next(tmp_path):
                     *SMALL)
     assert result.exit_code == 0, result.output + result.stderr
     assert os.listdir(str(tmp_path)) == ["logdir"]
+
+
+def test_a_checkpoint_of_another_keypoint_set_imports_with_its_set(tmp_path):
+    """bearpaw/PSH networks trained on LSP or COCO predict that set's joints: --keypoints
+    names the set, the logdir records it (keypoints.json, as train does), and predict
+    names its joints; a file whose joint count is not the set's is one line."""
+    import cv2
+    from hgpipe.interop.import_weights import import_state_dict
+    from hgpipe.joints import LSP, KeypointSet
+    path, family, _ = fixture("bearpaw_s2.legacy")
+    refused = tmp_path / "refused"
+    line = error_line(invoke("import-weights", path, "--from", "bearpaw", "--keypoints",
+                             "lsp", "--out", refused))
+    assert "it predicts 16 joints; the lsp keypoint set has 14" in line
+    assert not refused.exists()
+
+    # the fixture's network cut to LSP's 14 heatmaps: a 14-joint bearpaw checkpoint
+    k = LSP.num_joints
+    state = read_state_dict(path, family)
+    sliced = {name: (value[:k] if name.startswith("score.") else
+                     value[:, :k] if name.startswith("score_.") and value.ndim == 4 else
+                     value) for name, value in state.items()}
+    logdir = str(tmp_path / "lsp")
+    summary = import_state_dict(sliced, family, logdir, keypoints=LSP, source="sliced",
+                                cfg=load_config(None, ["DataSetHG.img_size=64",
+                                                       "DataSetHG.hm_size=16"]))
+    with open(os.path.join(logdir, "keypoints.json")) as handle:
+        assert KeypointSet.from_json(handle.read()) == LSP
+    # the last stack's score conv holds torch's (14, C, 1, 1) weights as (1, 1, C, 14)
+    reader = tf.train.load_checkpoint(summary["checkpoint"])
+    heads = [reader.get_tensor(name) for name, shape in
+             tf.train.list_variables(summary["checkpoint"]) if shape[-1:] == [k]
+             and len(shape) == 4]
+    expected = sliced["score.1.weight"].transpose(2, 3, 1, 0)
+    assert any(np.array_equal(head, expected) for head in heads)
+
+    image = str(tmp_path / "person.png")
+    cv2.imwrite(image, np.random.RandomState(0).randint(0, 256, (120, 90, 3), np.uint8))
+    result = invoke("predict", image, "--checkpoint", logdir, "--out", tmp_path / "pred")
+    assert result.exit_code == 0, result.output + result.stderr
+    with open(str(tmp_path / "pred" / "predictions.jsonl")) as handle:
+        line = json.loads(handle.readline())
+    assert [j["name"] for j in line["joints"]] == list(LSP.joint_names)

@@ -27,13 +27,12 @@ import re
 
 import numpy as np
 
-from hgpipe.config import RUN_CONFIG_FILE, describe_network, load_config
+from hgpipe.config import KEYPOINTS_FILE, RUN_CONFIG_FILE, describe_network, load_config
 from hgpipe.eval.checkpoint_damage import find_damage, first_line, newest_whole
 from hgpipe.joints import MPII, KeypointSet
 from hgpipe.model.inference import INPUT_DTYPES, build_inference_graph, model_kwargs
 from hgpipe.tf_compat import import_tf
 
-KEYPOINTS_FILE = "keypoints.json"   # the logdir's keypoint set (absent: MPII)
 _CHECKPOINT_SUFFIXES = (".index", ".meta")
 _DATA_SUFFIX = re.compile(r"\.data-\d+-of-\d+$")
 _STEP = re.compile(r"-(\d+)$")

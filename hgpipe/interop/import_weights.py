@@ -13,9 +13,10 @@ import os
 
 import numpy as np
 
-from hgpipe.config import RUN_CONFIG_FILE, load_config
+from hgpipe.config import KEYPOINTS_FILE, RUN_CONFIG_FILE, load_config
 from hgpipe.interop import families
 from hgpipe.interop.torch_file import read_torch_file
+from hgpipe.joints import MPII
 from hgpipe.model.hourglass import build_hourglass
 from hgpipe.staging import staging_folder
 from hgpipe.tf_compat import import_tf
@@ -138,28 +139,43 @@ def _check_target(out_dir):
         raise WeightImportError("%s: exists and is not a folder" % out_dir)
 
 
-def import_weights(checkpoint, family, out_dir, mean="default", cfg=None):
+def import_weights(checkpoint, family, out_dir, mean="default", cfg=None, keypoints=MPII):
     """Read ``checkpoint`` of ``family`` and write an hgpipe logdir at ``out_dir``.
 
     ``mean``: the (R, G, B) input mean to record, ``"default"`` for the family's (bearpaw:
     :data:`~hgpipe.interop.families.BEARPAW_MPII_MEAN`, psh: none) or None for none.
-    ``cfg``: a Config to start from (its [Network] is replaced). Returns a summary dict.
+    ``cfg``: a Config to start from (its [Network] is replaced). ``keypoints``: the
+    :class:`~hgpipe.joints.KeypointSet` the checkpoint predicts (MPII's 16 by default; a
+    bearpaw or PSH network trained on LSP or COCO predicts that set's joints, in its
+    order); other sets are recorded in ``LOGDIR/keypoints.json``, as train records them.
+    Returns a summary dict.
     """
     if family not in families.FAMILIES:
         raise WeightImportError("unknown family %r (expected one of %s)"
                            % (family, ", ".join(sorted(families.FAMILIES))))
     _check_target(out_dir)
-    state = read_state_dict(checkpoint, family)
+    return import_state_dict(read_state_dict(checkpoint, family), family, out_dir, mean,
+                             cfg, keypoints, checkpoint)
+
+
+def import_state_dict(state, family, out_dir, mean="default", cfg=None, keypoints=MPII,
+                      source="state_dict"):
+    """:func:`import_weights` of a ``state_dict`` already read (``source`` names it in
+    errors and in config.ini's header)."""
+    checkpoint = source
+    _check_target(out_dir)
     try:
         inferred = families.infer_network(state, family)
-        if inferred["n_joints"] != 16:
-            raise families.ArchitectureError("it predicts %d joints; hgpipe's MPII models "
-                                             "predict 16" % inferred["n_joints"])
+        if inferred["n_joints"] != keypoints.num_joints:
+            raise families.ArchitectureError(
+                "it predicts %d joints; the %s keypoint set has %d (give the set it was "
+                "trained on: --keypoints mpii|lsp|coco|FILE.json)"
+                % (inferred["n_joints"], keypoints.name, keypoints.num_joints))
         if min(inferred["n_stacks"], inferred["n_low"], inferred["n_modules"]) < 1:
             raise families.ArchitectureError("its stacks, hourglass levels or modules "
                                              "cannot be counted")
+        # n_joints stays: the network is built with the set's heatmap count
         model_kw = dict(inferred, tiny=False, dropout_rate=0.0, input_mean=None)
-        del model_kw["n_joints"]
     except families.ArchitectureError as exc:
         raise WeightImportError("%s: %s" % (checkpoint, exc))
     if mean == "default":
@@ -176,6 +192,9 @@ def import_weights(checkpoint, family, out_dir, mean="default", cfg=None):
             family, os.path.basename(checkpoint))
         with open(os.path.join(staging, RUN_CONFIG_FILE), "w") as handle:
             handle.write(header + cfg.to_ini())
+        if keypoints != MPII:   # no file: MPII, as for a logdir train wrote
+            with open(os.path.join(staging, KEYPOINTS_FILE), "w") as handle:
+                handle.write(keypoints.to_json() + "\n")
         _check_target(out_dir)
         if os.path.isdir(out_dir):
             os.rmdir(out_dir)
@@ -184,4 +203,4 @@ def import_weights(checkpoint, family, out_dir, mean="default", cfg=None):
             "config": os.path.join(out_dir, RUN_CONFIG_FILE), "network": describe(model_kw),
             "tensors": len(values), "ignored": len(state) - len(values),
             "numbers": int(sum(v.size for v in values.values())),
-            "input_mean": mean}
+            "input_mean": mean, "keypoints": keypoints}

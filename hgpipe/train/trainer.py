@@ -8,7 +8,7 @@ loss stops the run before anything is saved, leaving the last good checkpoint in
 
 The shards' keypoint set (:func:`hgpipe.data.schema.keypoints_of`) sizes the network's
 output and the device flip's pairs; a run on a set other than MPII records it in
-``LOGDIR/keypoints.json`` (:data:`hgpipe.eval.checkpoint.KEYPOINTS_FILE`) for pck,
+``LOGDIR/keypoints.json`` (:data:`hgpipe.config.KEYPOINTS_FILE`) for pck,
 predict and export, and validates with the set's metric.
 """
 import math
