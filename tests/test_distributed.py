@@ -27,13 +27,31 @@ def _horovod():
     return os.path.join(os.path.dirname(sys.executable), "horovodrun")
 
 
-def horovodrun(args, timeout=300, env=None, **popen):
+def horovodrun(args, timeout=300, env=None, retry=True, before_retry=None, **popen):
     """``horovodrun -np 2 -H localhost:2 --gloo`` + args; the finished process.
 
     Each run here takes 30-60 s on 2 loaded cores. One that outlives ``timeout`` is a
     hang: every rank gets SIGABRT, which faulthandler (PYTHONFAULTHANDLER) answers with
-    the Python stack of each of its threads, and the test fails with that output, so a
-    hang that shows only on some machine is diagnosed from its first occurrence."""
+    the Python stack of each of its threads. Horovod 0.28.1's Gloo controller hangs a
+    2-rank run about once in 65 here, with or without its response cache (one rank's
+    background thread inside a controller collective, the other between cycles: gdb
+    stacks in docs/distributed.md), which no hgpipe code can prevent; so a hung run is
+    reported on stderr with its stacks and run once more (``before_retry`` resets what it
+    wrote), and a second hang fails the test with the stacks."""
+    for attempt in (1, 2):
+        proc, output, hung = _horovodrun_once(args, timeout, env, popen.get("cwd"))
+        if not hung:
+            return proc
+        report = ("horovodrun hung for %d s (attempt %d); the ranks' stacks at SIGABRT:\n%s"
+                  % (timeout, attempt, output.decode(errors="replace")[-12000:]))
+        if attempt == 2 or not retry:
+            pytest.fail(report)
+        sys.stderr.write(report + "\n")
+        if before_retry is not None:
+            before_retry()
+
+
+def _horovodrun_once(args, timeout, env, cwd):
     import signal
     # run as `python horovodrun`: the script's #! names the venv's build-time folder
     cmd = [sys.executable, _horovod(), "-np", "2", "-H", "localhost:2", "--gloo"] + list(args)
@@ -42,9 +60,10 @@ def horovodrun(args, timeout=300, env=None, **popen):
                     TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1",
                     **(env or {}))
     proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, cwd=popen.get("cwd"))
+                            stderr=subprocess.STDOUT, cwd=cwd)
     try:
         output = proc.communicate(timeout=timeout)[0]
+        return subprocess.CompletedProcess(cmd, proc.returncode, output, None), output, False
     except subprocess.TimeoutExpired:
         for child in psutil.Process(proc.pid).children(recursive=True):
             try:
@@ -57,9 +76,7 @@ def horovodrun(args, timeout=300, env=None, **popen):
         except subprocess.TimeoutExpired:
             proc.kill()
             output = proc.communicate()[0]
-        pytest.fail("horovodrun hung for %d s; the ranks' stacks at SIGABRT:\n%s"
-                    % (timeout, output.decode(errors="replace")[-12000:]))
-    return subprocess.CompletedProcess(cmd, proc.returncode, output, None)
+        return None, output, True
 
 
 def _load(out, rank):
@@ -349,8 +366,10 @@ def test_two_ranks_train_then_a_killed_rank_stops_the_job_and_rerun_resumes(shar
                                                                            tmp_path):
     import signal
     import time
+    import shutil
     logdir = str(tmp_path / "run")
-    proc = horovodrun(_train_cmd(shards_dir, logdir, 4))
+    proc = horovodrun(_train_cmd(shards_dir, logdir, 4),
+                      before_retry=lambda: shutil.rmtree(logdir, ignore_errors=True))
     output = proc.stdout.decode()
     assert proc.returncode == 0, output[-3000:]
     # rank 0 alone reports the ModelZoo lines and writes the logdir
@@ -397,7 +416,7 @@ def test_two_ranks_train_then_a_killed_rank_stops_the_job_and_rerun_resumes(shar
     assert last >= 8
 
     # rerun: every rank resumes from rank 0's last checkpoint
-    proc = horovodrun(_train_cmd(shards_dir, logdir, last + 2))
+    proc = horovodrun(_train_cmd(shards_dir, logdir, last + 2), retry=False)
     output = proc.stdout.decode()
     assert proc.returncode == 0, output[-3000:]
     assert output.count("resumed from %s" % os.path.join(logdir, "model.ckpt-%d" % last)) == 2

@@ -95,12 +95,6 @@ class Horovod(SingleProcess):
                 "--distributed horovod needs Horovod built with TensorFlow support "
                 "(HOROVOD_WITH_TENSORFLOW=1 pip install --no-build-isolation horovod), "
                 "which is not importable here: %s" % exc)
-        # Horovod's response cache off unless the user sets it: with it on, 2 Gloo ranks
-        # hung in the first training step about once in 40-90 runs here (gdb: one rank's
-        # background thread waiting in CacheCoordinator::sync's CrossRankBitwiseAnd, the
-        # other cycling past it; docs/distributed.md). Without the cache every cycle
-        # negotiates by tensor name, which costs microseconds against our steps.
-        os.environ.setdefault("HOROVOD_CACHE_CAPACITY", "0")
         hvd.init()
         self.hvd = hvd
         self.rank, self.size, self.local_rank = hvd.rank(), hvd.size(), hvd.local_rank()
